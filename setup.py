@@ -27,10 +27,11 @@ INSTALL_REQUIRES = [
     "tqdm>=4.66",
     "jinja2>=3.1",
     "matplotlib>=3.8",
+    "jsonnet>=0.20",
 ]
 
 EXTRAS_REQUIRE = {
-    "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "jsonnet>=0.20"],
+    "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"],
     "sentence-transformers": ["sentence-transformers>=3.0"],
 }
 EXTRAS_REQUIRE["all"] = sorted({dep for deps in EXTRAS_REQUIRE.values() for dep in deps})
