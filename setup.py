@@ -31,7 +31,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"],
+    "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "pytrec-eval-terrier>=0.5"],
     "sentence-transformers": ["sentence-transformers>=3.0"],
 }
 EXTRAS_REQUIRE["all"] = sorted({dep for deps in EXTRAS_REQUIRE.values() for dep in deps})

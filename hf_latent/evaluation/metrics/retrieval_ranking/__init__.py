@@ -1,0 +1,1 @@
+"""The `retrieval_ranking` evaluate module; its math is in `ranking_core`."""
