@@ -103,7 +103,7 @@ def reports_to_markdown(
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for report in reports:
         cells = [report.task, report.encoder]
-        cells += [f"{100 * report.metrics[name]:.1f}" for name in metric_names]
+        cells += [f"{100 * report.metrics[name]:.1f}" if name in report.metrics else "-" for name in metric_names]
         cells.append(f"{report.query_ms_per_query:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
