@@ -7,7 +7,8 @@ One question at a time on one KV cache (the paper's batch-size-1 latency protoco
 3. on ⟨query⟩ (fewer than `max_retrievals` so far): one cached pass over query_1..query_n → H^s_t → `Proj_ret` →
    `f_ret` → faiss top-k → `<information>` + passages as text + `</information>` + think_1..think_m in **one** cached
    pass → back to 2;
-4. otherwise (⟨answer⟩, or the cap forces it): feed `<answer>` and decode greedily until `</answer>` or EOS;
+4. otherwise (⟨answer⟩, or the cap forces it): feed `<answer>` and decode greedily until `</answer>` or EOS (the
+   placeholders and the other structural tags are masked out of the answer);
 5. optionally decode every latent thought / sub-query into text as one padded batch.
 
 Stage times (ms) in the trace: `prefill` (step 1), `thoughts` (the information + thought passes of step 3: the pass
@@ -345,6 +346,12 @@ def run_latentrag(
 
     # 4. <answer>, then greedy decoding until </answer> or EOS.
     stop_ids = {config.answer_end_token_id, tokenizer.eos_token_id} - {None}
+    # Placeholders and the other structural tags never belong to an answer [D]: constrained greedy decoding.
+    banned = torch.tensor(
+        [*config.thought_token_ids, *config.subquery_token_ids, config.answer_start_token_id]
+        + [config.information_start_token_id, config.information_end_token_id],
+        device=device,
+    )
     next_token = config.answer_start_token_id
     generated: list[int] = []
     for _ in range(max_answer_tokens):
@@ -356,7 +363,7 @@ def run_latentrag(
         )
         context.append(next_token)
         passes["answer"] += 1
-        next_token = int(logits[0, -1].argmax())
+        next_token = int(logits[0, -1].index_fill(0, banned, float("-inf")).argmax())
         generated.append(next_token)
         if next_token in stop_ids:
             break

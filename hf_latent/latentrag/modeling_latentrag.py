@@ -545,10 +545,9 @@ class LatentRAGModel(LatentRAGPreTrainedModel):
                 `None`/`"default"` is SmolLM2-135M-Instruct (`hf_latent.default_backbone()`).
             retriever (`str`, `os.PathLike` or `PreTrainedModel`, *optional*): a Hub id, a folder, or an encoder;
                 `None`/`"default"` is all-MiniLM-L6-v2 (`hf_latent.default_retriever()`).
-            generator_tokenizer (`str` or `PreTrainedTokenizerBase`, *optional*): defaults to the generator's own;
-                required when `generator` is an instance. Modified in place (tokens added).
-            retriever_tokenizer (`str` or `PreTrainedTokenizerBase`, *optional*): defaults to the retriever's own;
-                required when `retriever` is an instance.
+            generator_tokenizer (`str` or `PreTrainedTokenizerBase`, *optional*): defaults to the generator's own
+                (for an instance: loaded from its `name_or_path`, else an error). Modified in place (tokens added).
+            retriever_tokenizer (`str` or `PreTrainedTokenizerBase`, *optional*): defaults to the retriever's own.
             dtype (`torch.dtype` or `str`, *optional*, defaults to `torch.float32`): dtype of loaded components.
             device (`str` or `torch.device`, *optional*): where to put the model.
             config_overrides: any [`LatentRAGConfig`] field (`num_thought_tokens`, `retriever_pooling`,
@@ -567,6 +566,11 @@ class LatentRAGModel(LatentRAGPreTrainedModel):
             retriever_name = _resolve_default(retriever, "retriever")
             retriever = AutoModel.from_pretrained(retriever_name, dtype=dtype)
             retriever_tokenizer = retriever_tokenizer if retriever_tokenizer is not None else retriever_name
+        # A model instance without a tokenizer: fall back to the tokenizer saved with its weights, if any.
+        if generator_tokenizer is None:
+            generator_tokenizer = getattr(generator.config, "_name_or_path", "") or None
+        if retriever_tokenizer is None:
+            retriever_tokenizer = getattr(retriever.config, "_name_or_path", "") or None
         if generator_tokenizer is None or retriever_tokenizer is None:
             raise ValueError("Pass generator_tokenizer / retriever_tokenizer together with model instances.")
         if isinstance(generator_tokenizer, (str, os.PathLike)):

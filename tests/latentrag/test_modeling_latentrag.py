@@ -231,6 +231,43 @@ def test_real_token_embeddings_through_the_span_path_equal_text_encoding(prefix)
     assert not torch.allclose(model.encode_text_queries(texts, True), model.encode_text_queries(texts, False))
 
 
+def test_decoder_retriever_with_instruction_and_last_token_pooling():
+    """Qwen3-Embedding layout (§6): `Instruct: ...\nQuery:` + span, last-token pooling, on a tiny Qwen3 encoder."""
+    from transformers import AutoConfig
+
+    tokenizer = build_tiny_tokenizer()
+    retriever_tokenizer = build_tiny_tokenizer(chat_template=None)
+    retriever = AutoModel.from_config(
+        AutoConfig.for_model(
+            "qwen3",
+            vocab_size=len(retriever_tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+        )
+    ).eval()
+    model = LatentRAGModel.from_components(
+        generator=build_tiny_causal_lm(tokenizer, architecture="llama"),
+        retriever=retriever,
+        generator_tokenizer=tokenizer,
+        retriever_tokenizer=retriever_tokenizer,
+    )
+    config = model.config
+    assert config.retriever_pooling == "last_token" and config.retriever_query_prefix.startswith("Instruct: ")
+    assert config.retriever_name == "Qwen3Model:last_token"
+    texts = ["Who wrote the book?", "What is the capital of France?"]
+    span, mask = _word_embeddings(model, texts)
+    with torch.no_grad():
+        got = model.encode_query_embeddings(span, span_mask=mask, reference=True)
+        states = torch.randn(2, config.num_subquery_tokens, model.hidden_size)
+        latent = model.encode_latent_queries(states)
+    torch.testing.assert_close(got, model.encode_text_queries(texts), atol=1e-5, rtol=1e-5)
+    assert latent.shape == (2, 64)
+
+
 def test_latent_query_equals_retriever_on_projected_embeddings(model):
     """Proj_ret → replace span → f_ret → mean pool → L2 equals running the retriever on those inputs_embeds."""
     states = torch.randn(3, model.config.num_subquery_tokens, model.hidden_size)
