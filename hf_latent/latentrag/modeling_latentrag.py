@@ -400,12 +400,14 @@ class LatentDecodingOutput:
         subqueries (`list[str]`): one text per retrieval, in input order.
         num_forward_passes (`int`): batched generator passes used (the longest item bounds it).
         num_generated_tokens (`int`): tokens generated over all items (stop tokens included).
+        token_ids (`list[list[int]]`): the generated ids of every item (thoughts first), stop token included.
     """
 
     thoughts: list[str]
     subqueries: list[str]
     num_forward_passes: int = 0
     num_generated_tokens: int = 0
+    token_ids: list[list[int]] | None = None
 
 
 # --------------------------------------------------------------------------------------------------------- models
@@ -1146,8 +1148,18 @@ class LatentRAGModel(LatentRAGPreTrainedModel):
             return LatentDecodingOutput(thoughts=[], subqueries=[])
         batch = _pad_embeddings(rows, None, "left")
         stop_ids = {tokenizer.eos_token_id} - {None}
+        # Decoded texts are plain text: LatentRAG's own placeholders and tags are masked out [D].
+        banned = [*self.config.thought_token_ids, *self.config.subquery_token_ids]
+        banned += [getattr(self.config, f"{name}_token_id") for name in ("answer_start", "answer_end")]
+        banned += [getattr(self.config, f"{name}_token_id") for name in ("information_start", "information_end")]
         tokens, passes = greedy_generate(
-            self, batch["inputs_embeds"], batch["attention_mask"], batch["position_ids"], max_new_tokens, stop_ids
+            self,
+            batch["inputs_embeds"],
+            batch["attention_mask"],
+            batch["position_ids"],
+            max_new_tokens,
+            stop_ids,
+            banned_ids=[i for i in banned if i is not None],
         )
         texts = [
             tokenizer.decode([t for t in row if t not in stop_ids], skip_special_tokens=True).strip() for row in tokens
@@ -1157,6 +1169,7 @@ class LatentRAGModel(LatentRAGPreTrainedModel):
             subqueries=texts[counts["thought"] :],
             num_forward_passes=passes,
             num_generated_tokens=sum(len(row) for row in tokens),
+            token_ids=tokens,
         )
 
     # ----------------------------------------------------------------------------- agentic loop (thin wrappers)
@@ -1171,6 +1184,15 @@ class LatentRAGModel(LatentRAGPreTrainedModel):
     def answer(self, question: str, index: Any, corpus: Any, **kwargs: Any):
         """Run the agentic loop (§4) on one question. See `hf_latent.latentrag.inference.run_latentrag`."""
         return _inference_module().run_latentrag(self, question, index, corpus, **kwargs)
+
+    def answer_questions(
+        self, questions: Any, index: Any, corpus: Any, show_progress_bar: bool = True, **kwargs: Any
+    ) -> list:
+        """Run the loop on many questions, one at a time (batch size 1, §11), with a progress bar. See
+        `hf_latent.latentrag.inference.answer_questions`."""
+        return _inference_module().answer_questions(
+            self, questions, index, corpus, show_progress_bar=show_progress_bar, **kwargs
+        )
 
 
 # ------------------------------------------------------------------------------------------------------- helpers
@@ -1211,8 +1233,18 @@ def greedy_generate(
     position_ids: torch.Tensor,
     max_new_tokens: int,
     stop_ids: set[int],
+    banned_ids: Sequence[int] = (),
 ) -> tuple[list[list[int]], int]:
     """Batched greedy decoding with one KV cache from left-padded input embeddings.
+
+    Args:
+        model ([`LatentRAGModel`]): its generator decodes.
+        inputs_embeds (`torch.Tensor` of shape `(batch, seq_len, hidden)`): left-padded prompts.
+        attention_mask (`torch.Tensor` of shape `(batch, seq_len)`): 1 for real positions.
+        position_ids (`torch.Tensor` of shape `(batch, seq_len)`): counted from each row's first real position.
+        max_new_tokens (`int`): tokens per row at most.
+        stop_ids (`set[int]`): a row stops after generating one of them.
+        banned_ids (`Sequence[int]`, *optional*): ids never generated.
 
     Returns:
         `(tokens, num_forward_passes)`: per row the generated ids up to and including its first stop id.
@@ -1230,8 +1262,9 @@ def greedy_generate(
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     next_position = position_ids[:, -1:] + 1
     stop = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
+    banned = torch.tensor(list(banned_ids), dtype=torch.long, device=device)
     for step in range(max_new_tokens):
-        next_tokens = logits[:, -1].argmax(dim=-1)
+        next_tokens = logits[:, -1].index_fill(-1, banned, float("-inf")).argmax(dim=-1)
         for row in (~finished).nonzero(as_tuple=True)[0].tolist():
             tokens[row].append(int(next_tokens[row]))
         finished |= torch.isin(next_tokens, stop)

@@ -427,3 +427,44 @@ def test_random_model_from_config():
     assert model.retrieval_projector.output_scale.item() != 1.0  # RMS-matched at construction
     with pytest.raises(ValueError, match="token ids"):
         model(torch.tensor([[1, 2, 3]]))
+
+
+def test_batched_latent_decoding_equals_one_item_at_a_time(model):
+    torch.manual_seed(1)
+    thoughts = torch.randn(2, model.config.num_thought_tokens, model.hidden_size)
+    subqueries = torch.randn(1, model.config.num_subquery_tokens, model.hidden_size)
+    batched = model.decode_latents(thoughts, subqueries, max_new_tokens=4)
+    alone = [model.decode_latents(thoughts[i : i + 1], max_new_tokens=4).token_ids[0] for i in range(2)]
+    alone.append(model.decode_latents(subquery_states=subqueries, max_new_tokens=4).token_ids[0])
+    assert batched.token_ids == alone
+    assert not set(sum(alone, [])) & set(model.config.subquery_token_ids)  # placeholders are never decoded
+    # Left padding is exact: a padded row gives the same next-token logits as the row alone.
+    mixed = model.latent_decoding_inputs(thoughts, "thought", targets=["a b c d e f", "a"], padding_side="left")
+    alone = model.latent_decoding_inputs(thoughts[1:], "thought", targets=["a"], padding_side="left")
+    assert mixed["attention_mask"][1, 0] == 0  # the short row is padded
+    with torch.no_grad():
+        logits = [
+            model.run_generator(
+                **{k: v for k, v in inputs.items() if k != "labels"}, logits_positions=slice(-1, None)
+            )[1]
+            for inputs in (mixed, alone)
+        ]
+    torch.testing.assert_close(logits[0][1], logits[1][0], atol=1e-5, rtol=1e-5)
+
+
+def test_optional_generator_adapter(tmp_path):
+    model = build_tiny_latentrag(generator_lora_rank=4)
+    wrapped = [name for name, module in model.generator.named_modules() if isinstance(module, LoRALinear)]
+    assert wrapped and not any("lm_head" in name for name in wrapped)
+    assert any(name.endswith("self_attn.q_proj") for name in wrapped) and any(
+        name.endswith("mlp.down_proj") for name in wrapped
+    )
+    with torch.no_grad():
+        for module in model.generator.modules():
+            if isinstance(module, LoRALinear):
+                module.lora_B.normal_(std=0.02)
+    input_ids, _ = _trajectory(model)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids).logits, model(input_ids).logits)
