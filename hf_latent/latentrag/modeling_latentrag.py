@@ -919,12 +919,13 @@ class LatentRAGModel(LatentRAGPreTrainedModel):
             inputs_embeds = torch.cat([prefix.expand(batch, -1, -1), span_embeds, suffix.expand(batch, -1, -1)], dim=1)
             attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=device)
         else:
-            lengths = span_mask.to(torch.long).sum(dim=1).tolist()
+            span_mask = span_mask.to(device=device, dtype=torch.bool)
+            lengths = span_mask.long().sum(dim=1).tolist()
             total = len(prefix_ids) + max(lengths, default=0) + len(suffix_ids)
             inputs_embeds = span_embeds.new_zeros(batch, total, span_embeds.shape[-1])
             attention_mask = torch.zeros(batch, total, dtype=torch.long, device=device)
             for row, length in enumerate(lengths):
-                real = span_embeds[row][span_mask[row].to(torch.bool)]
+                real = span_embeds[row][span_mask[row]]
                 sequence = torch.cat([prefix, real, suffix], dim=0)
                 inputs_embeds[row, : len(sequence)] = sequence
                 attention_mask[row, : len(sequence)] = 1
@@ -1297,7 +1298,7 @@ def _pad_embeddings(
         embeds[i, span] = row
         mask[i, span] = 1
         if label_rows is not None:
-            labels[i, span] = torch.tensor(label_rows[i], dtype=torch.long)
+            labels[i, span] = torch.tensor(label_rows[i], dtype=torch.long, device=labels.device)
     out = {
         "inputs_embeds": embeds,
         "attention_mask": mask,
