@@ -1,0 +1,189 @@
+"""Tests for `hf_latent/latentrag/explicit_sft.py`: the explicit baseline's SFT data agrees with its inference loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModel
+
+from hf_latent.data import load_demo_corpus
+from hf_latent.latentrag import ExplicitAgenticRAG, LatentRAGModel
+from hf_latent.latentrag.explicit_sft import (
+    build_explicit_sft_dataset,
+    explicit_completion_segments,
+    explicit_lora_config,
+    explicit_sft_config,
+    explicit_sft_example,
+    tokenize_explicit_sft_example,
+    train_explicit_baseline,
+)
+from hf_latent.latentrag.inference import LatentRAGTrace
+from hf_latent.latentrag.trajectories import trajectories_from_multihop, trajectories_to_dataset
+from hf_latent.testing_utils import (
+    build_tiny_causal_lm,
+    build_tiny_encoder,
+    build_tiny_encoder_tokenizer,
+    build_tiny_tokenizer,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def build_model(chat_template: bool = True) -> LatentRAGModel:
+    tokenizer = build_tiny_tokenizer() if chat_template else build_tiny_tokenizer(chat_template=None)
+    retriever_tokenizer = build_tiny_encoder_tokenizer()
+    return LatentRAGModel.from_components(
+        generator=build_tiny_causal_lm(tokenizer, architecture="qwen2"),
+        retriever=build_tiny_encoder(retriever_tokenizer),
+        generator_tokenizer=tokenizer,
+        retriever_tokenizer=retriever_tokenizer,
+        retriever_name="tiny-bert:mean",
+        use_chat_template=chat_template,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_demo_corpus()
+
+
+@pytest.fixture(scope="module")
+def trajectories(demo):
+    trajectories, _ = trajectories_from_multihop(demo, split="train", num_distractors_per_step=1)
+    return trajectories
+
+
+def test_completion_text_and_loss_mask(trajectories):
+    model = build_model()
+    tokenizer = model.generator_tokenizer
+    trajectory = trajectories[0]
+    example = explicit_sft_example(trajectory, tokenizer)
+    assert example["prompt"].startswith("<|im_start|>user\nAnswer the given question.")
+    assert example["prompt"].endswith("<|im_start|>assistant\n") and trajectory.question in example["prompt"]
+    step = trajectory.steps[0]
+    assert example["completion"].startswith(f"<think>{step.thought}</think>\n<search>{step.sub_query}</search>")
+    assert (
+        f"\n\n<information>Doc 1 (Title: {step.retrieved_titles[0]}) {step.retrieved_texts[0]}\n"
+        in (example["completion"])
+    )
+    assert example["completion"].endswith(f"<answer>{trajectory.answer}</answer>")
+
+    encoded = tokenize_explicit_sft_example(trajectory, tokenizer)
+    ids, mask = encoded["input_ids"], encoded["completion_mask"]
+    assert len(ids) == len(mask) and ids[-1] == tokenizer.eos_token_id and mask[-1] == 1
+    targets = tokenizer.decode([i for i, m in zip(ids, mask) if m])
+    expected = "".join(text for text, is_target in explicit_completion_segments(trajectory) if is_target)
+    assert targets == expected + tokenizer.eos_token
+    # Search-R1 masking: no document text and no prompt text is a target.
+    masked = tokenizer.decode([i for i, m in zip(ids, mask) if not m])
+    assert all(text in masked for s in trajectory.retrieval_steps for text in s.retrieved_texts)
+    assert "<information>" not in targets and trajectory.question not in targets
+    # In the completion, LatentRAG's single-token tags are subwords, as the baseline writes and reads them (the
+    # prompt is encoded exactly as ExplicitAgenticRAG encodes it).
+    prompt_length = mask.index(1)
+    special = set(model.config.special_tokens)
+    assert not {tokenizer.convert_ids_to_tokens(i) for i in ids[prompt_length:]} & special
+
+
+@pytest.mark.parametrize("chat_template", [True, False])
+def test_training_sequence_is_what_the_baseline_sees_at_inference(trajectories, demo, chat_template):
+    """Teacher-force ExplicitAgenticRAG through a trajectory: its context must equal the SFT input ids."""
+    model = build_model(chat_template)
+    trajectory = trajectories[1]
+    encoded = tokenize_explicit_sft_example(trajectory, model.generator_tokenizer, use_chat_template=chat_template)
+    ids, mask = encoded["input_ids"][:-1], encoded["completion_mask"][:-1]  # the baseline stops at </answer>
+    generated = [i for i, m in zip(ids, mask) if m]  # what the model must write, in order
+    index = model.build_index(demo.corpus.select(range(6)), show_progress_bar=False)
+    system = ExplicitAgenticRAG(model, index, demo.corpus, max_step_tokens=10_000, max_answer_tokens=10_000)
+    fed: list[int] = []
+    script = iter(generated)
+    vocab_size = len(model.generator_tokenizer)
+
+    def scripted_step(step_ids, cache, trace, stage):
+        fed.extend(step_ids)
+        logits = torch.zeros(vocab_size)
+        logits[next(script, model.generator_tokenizer.eos_token_id)] = 1.0
+        return logits, cache
+
+    steps = iter(trajectory.retrieval_steps)
+
+    def scripted_retrieve(query: str, trace: LatentRAGTrace):
+        step = next(steps)
+        assert query == step.sub_query
+        trace.queries.append(query)
+        trace.retrieved_ids.append(list(step.retrieved_ids))
+        return [{"title": t, "text": x} for t, x in zip(step.retrieved_titles, step.retrieved_texts)]
+
+    system._step = scripted_step
+    system._retrieve = scripted_retrieve
+    result = system(trajectory.question)
+    assert result.answer == trajectory.answer
+    assert result.trace.num_retrievals == trajectory.num_retrievals
+    assert fed + [generated[-1]] == ids
+
+
+def test_dataset_drops_long_examples(trajectories, caplog):
+    tokenizer = build_model().generator_tokenizer
+    lengths = sorted(len(tokenize_explicit_sft_example(t, tokenizer)["input_ids"]) for t in trajectories)
+    dataset, dropped = build_explicit_sft_dataset(
+        trajectories_to_dataset(trajectories), tokenizer, max_length=lengths[-2]
+    )
+    assert dropped == 1 and len(dataset) == len(trajectories) - 1
+    assert set(dataset.column_names) == {"input_ids", "completion_mask"}
+    with pytest.raises(ValueError):
+        build_explicit_sft_dataset(trajectories, tokenizer, max_length=10)
+
+
+def test_config_defaults_are_cpu_sane(tmp_path):
+    config = explicit_sft_config(str(tmp_path), per_device_train_batch_size=2)
+    assert config.bf16 is False and config.activation_checkpointing is False and config.gradient_checkpointing is False
+    assert config.completion_only_loss is True and config.max_length is None
+    assert config.learning_rate == 1e-4 and config.weight_decay == 0.01 and config.per_device_train_batch_size == 2
+    lora = explicit_lora_config()
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (16, 64, 0.1)
+
+
+def test_sft_trains_masks_documents_and_saves_a_usable_baseline(tmp_path, demo):
+    trajectories, _ = trajectories_from_multihop(demo, split="train", num_distractors_per_step=0)
+    model = build_model()
+    before = {n: p.detach().clone() for n, p in model.generator.named_parameters()}
+    args = explicit_sft_config(
+        str(tmp_path / "sft"),
+        max_steps=6,
+        per_device_train_batch_size=2,
+        learning_rate=3e-3,
+        warmup_steps=0,
+        logging_steps=1,
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    model, trainer = train_explicit_baseline(model, trajectories, args=args)
+    # SFTTrainer built the labels from the completion mask: -100 on the prompt and every information block.
+    row = trainer.train_dataset[0]
+    encoded = tokenize_explicit_sft_example(trajectories[0], model.generator_tokenizer)
+    assert row["input_ids"] == encoded["input_ids"]
+    assert row["labels"] == [i if m else -100 for i, m in zip(encoded["input_ids"], encoded["completion_mask"])]
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 6 and sum(losses[-3:]) < sum(losses[:3])
+    # The LoRA is merged: a plain causal LM whose projections moved and whose embeddings did not.
+    assert not any("lora" in n for n, _ in model.generator.named_parameters())
+    after = dict(model.generator.named_parameters())
+    assert not torch.equal(
+        after["model.layers.0.self_attn.q_proj.weight"], before["model.layers.0.self_attn.q_proj.weight"]
+    )
+    assert torch.equal(after["model.embed_tokens.weight"], before["model.embed_tokens.weight"])
+
+    model.save_pretrained(tmp_path / "explicit")
+    reloaded = AutoModel.from_pretrained(str(tmp_path / "explicit"))
+    corpus = demo.corpus.select(range(6))
+    index = reloaded.build_index(corpus, show_progress_bar=False)
+    result = ExplicitAgenticRAG(reloaded, index, corpus, max_step_tokens=8, max_answer_tokens=4)(
+        trajectories[0].question
+    )
+    assert isinstance(result.answer, str) and result.trace.num_forward_passes > 0
