@@ -5,7 +5,8 @@ script measures the same quantity side by side on one backbone: the same queries
 the two settings interleaved in every repeat (after a warmup), and reports medians. Two timings are taken:
 
 - `encode`: `LaserModel.encode` end to end (formatting, tokenisation, length sorting, padding, forward passes);
-- `forward`: the model forward passes only, on the same pre-tokenised, left-padded batches.
+- `forward`: the model forward passes only, on the same pre-tokenised, left-padded batches, timed batch by batch
+  with the two settings back to back (paired), which keeps the ratio meaningful on a shared, noisy machine.
 
 Usage:
 
@@ -133,45 +134,60 @@ def main(argv: list[str] | None = None) -> dict:
     hook = _decoder(model.backbone).register_forward_hook(lambda *_: calls.append(1))
     settings = {f"LaSER K={args.k}": args.k, "last-token K=1": 1}
 
-    def run(mode: str, num_latent_steps: int) -> tuple[float, int]:
+    def timed(function) -> tuple[float, int]:
         calls.clear()
         _sync(args.device)
         start = time.perf_counter()
         with torch.no_grad():
-            if mode == "encode":
-                model.encode(queries, tokenizer, num_latent_steps=num_latent_steps, **encode_kwargs)
-            else:
-                for batch in batches:
-                    model(**batch, num_latent_steps=num_latent_steps)
+            function()
         _sync(args.device)
         return time.perf_counter() - start, len(calls)
 
-    timings = {(mode, name): [] for mode in ("encode", "forward") for name in settings}
-    forward_calls = {}
+    def encode(k: int) -> None:
+        model.encode(queries, tokenizer, num_latent_steps=k, **encode_kwargs)
+
     for _ in range(args.warmup):
-        for name, k in settings.items():
-            run("encode", k)
+        for k in settings.values():
+            timed(lambda k=k: encode(k))
+    # `encode`: whole calls. `forward`: batch by batch, the two settings back to back on the same batch, so that load
+    # from other processes hits both alike (paired). The order alternates to cancel any first/second-run bias.
+    encode_seconds = {name: [] for name in settings}
+    batch_seconds = {name: [[] for _ in batches] for name in settings}
+    paired_ratios, forward_calls = [], {}
+    first, second = list(settings)
     for repeat in range(args.repeats):
-        # Interleave the settings and alternate their order, so drift (thermal, caches) hits both alike.
         names = list(settings) if repeat % 2 == 0 else list(reversed(settings))
-        for mode in ("encode", "forward"):
-            for name in names:
-                seconds, num_calls = run(mode, settings[name])
-                timings[(mode, name)].append(seconds)
-                forward_calls[name] = num_calls / len(batches)
+        for name in names:
+            encode_seconds[name].append(timed(lambda name=name: encode(settings[name]))[0])
+        for index, batch in enumerate(batches):
+            pair = {}
+            for name in names if index % 2 == 0 else reversed(names):
+                seconds, num_calls = timed(lambda: model(**batch, num_latent_steps=settings[name]))
+                batch_seconds[name][index].append(seconds)
+                forward_calls[name], pair[name] = num_calls, seconds
+            paired_ratios.append(pair[first] / pair[second])
     hook.remove()
 
     rows = []
-    baseline = {mode: statistics.median(timings[(mode, "last-token K=1")]) for mode in ("encode", "forward")}
+    forward_ms = {
+        name: 1000 * sum(statistics.median(times) for times in batch_seconds[name]) / len(queries) for name in settings
+    }
     for name, k in settings.items():
-        row = {"setting": name, "num_latent_steps": k, "forward_calls_per_batch": forward_calls[name]}
-        for mode in ("encode", "forward"):
-            values = timings[(mode, name)]
-            row[f"{mode}_ms_per_query_median"] = 1000 * statistics.median(values) / len(queries)
-            row[f"{mode}_ms_per_query_min"] = 1000 * min(values) / len(queries)
-            row[f"{mode}_ratio_vs_k1"] = statistics.median(values) / baseline[mode]
-            row[f"{mode}_seconds_all"] = values
-        rows.append(row)
+        rows.append(
+            {
+                "setting": name,
+                "num_latent_steps": k,
+                "forward_calls_per_batch": forward_calls[name],
+                "encode_ms_per_query_median": 1000 * statistics.median(encode_seconds[name]) / len(queries),
+                "encode_ms_per_query_min": 1000 * min(encode_seconds[name]) / len(queries),
+                "encode_ratio_vs_k1": statistics.median(encode_seconds[name])
+                / statistics.median(encode_seconds[second]),
+                "encode_seconds_all": encode_seconds[name],
+                "forward_ms_per_query_median": forward_ms[name],
+                "forward_ratio_vs_k1": forward_ms[name] / forward_ms[second],
+                "forward_batch_seconds_all": batch_seconds[name],
+            }
+        )
 
     result = {
         "backbone": str(backbone),
@@ -190,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
         "mean_prompt_tokens": sum(len(row) for row in ids) / len(queries),
         "repeats": args.repeats,
         "warmup": args.warmup,
+        "paired_forward_ratio_median": statistics.median(paired_ratios),
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
         "results": rows,
@@ -208,7 +225,8 @@ def markdown_table(result: dict) -> str:
         f"LaSER query-encoding latency: `{Path(result['backbone']).name}`, {result['device']} ({result['dtype']}, "
         f"{result['attn_implementation']}, {result['torch_threads']} threads), batch {result['batch_size']}, "
         f"{result['num_queries']} queries ({result['mean_prompt_tokens']:.0f} prompt tokens on average), median of "
-        f"{result['repeats']} interleaved repeats.",
+        f"{result['repeats']} interleaved repeats. Median of the per-batch paired forward ratios: "
+        f"{result['paired_forward_ratio_median']:.2f}x.",
         "",
         "| Setting | K | Forward calls / batch | encode ms/query | encode ratio | forward ms/query | forward ratio |",
         "|---|---|---|---|---|---|---|",

@@ -127,22 +127,37 @@ def batches(qwen3_tokenizer):
 def test_cached_loop_matches_cache_free_reference(tiny_lm_factory, batches, architecture, latent_variant):
     causal_lm = tiny_lm_factory(architecture)
     model = LaserModel.from_backbone(causal_lm, latent_variant=latent_variant)
+    _check_against_reference(model, batches, latent_variant)
+
+
+def _check_against_reference(model, batches, latent_variant, max_steps=4, state_atol=1e-4):
+    """Every batch layout and K = 1..max_steps against one reference run (a K-step run is a prefix of a longer one)."""
+    left = batches["left"]
+    _, reference_states = reference_latent_embeddings(
+        model.backbone, left["input_ids"], left["attention_mask"], max_steps, latent_variant
+    )
+    rows = {"left": slice(None), "right": slice(None), "single": slice(0, 1)}  # same texts, same order
     calls, handle = count_decoder_calls(model)
     try:
         for padding, batch in batches.items():
-            for num_latent_steps in (1, 2, 3, 4):
-                expected, expected_states = reference_latent_embeddings(
-                    causal_lm, batch["input_ids"], batch["attention_mask"], num_latent_steps, latent_variant
-                )
+            for num_latent_steps in range(1, max_steps + 1):
+                expected_states = reference_states[rows[padding], :num_latent_steps]
+                expected = F.normalize(expected_states.mean(1), dim=-1)
                 calls.clear()
                 with torch.no_grad():
-                    output = model(**batch, num_latent_steps=num_latent_steps)
+                    output = model(**batch, num_latent_steps=num_latent_steps, latent_variant=latent_variant)
                 expected_calls = num_latent_steps if latent_variant == "released" else num_latent_steps + 1
                 assert len(calls) == expected_calls, (padding, num_latent_steps)
-                assert output.embeddings.shape == (len(batch["input_ids"]), 64)
-                assert output.latent_states.shape == (len(batch["input_ids"]), num_latent_steps, 64)
+                hidden = model.config.backbone_config.hidden_size
+                assert output.embeddings.shape == (len(batch["input_ids"]), hidden)
+                assert output.latent_states.shape == (len(batch["input_ids"]), num_latent_steps, hidden)
                 torch.testing.assert_close(output.embeddings, expected, atol=1e-4, rtol=0)
-                torch.testing.assert_close(output.latent_states, expected_states, atol=1e-4, rtol=0)
+                # Un-normalised states: relative to each state's norm (SmolLM2's states have norms around 50; the
+                # soft-token softmax amplifies fp32 summation-order noise over 30 layers to ~1e-4 relative).
+                error = (output.latent_states - expected_states).norm(dim=-1) / expected_states.norm(dim=-1)
+                assert float(error.max()) < 1e-3, (padding, num_latent_steps, error)
+                if state_atol is not None:
+                    torch.testing.assert_close(output.latent_states, expected_states, atol=state_atol, rtol=0)
     finally:
         handle.remove()
 
@@ -647,14 +662,7 @@ def test_smollm2_cached_loop_matches_reference(smollm2, latent_variant):
         "right": right_pad(left, tokenizer.pad_token_id),
         "single": dict(build_latent_inputs(tokenizer, TEXTS[:1], is_query=True, config=model.config)),
     }
-    for batch in batch_variants.values():
-        for num_latent_steps in (1, 2, 3, 4):
-            expected, _ = reference_latent_embeddings(
-                model.backbone, batch["input_ids"], batch["attention_mask"], num_latent_steps, latent_variant
-            )
-            with torch.no_grad():
-                output = model(**batch, num_latent_steps=num_latent_steps, latent_variant=latent_variant)
-            torch.testing.assert_close(output.embeddings, expected, atol=1e-4, rtol=0)
+    _check_against_reference(model, batch_variants, latent_variant, state_atol=None)
 
 
 @pytest.mark.slow
