@@ -46,19 +46,19 @@ class LaserTrainingArguments(TrainingArguments):
         > Parameters that control the latent loop
 
         loss_variant (`str`, *optional*, defaults to `"laser"`):
-            Training variant of paper Table 5 (specs/laser.md §7), a key of
-            [`~hf_latent.laser.losses.LOSS_VARIANTS`]: `"laser"` (full method), `"basic_contrastive"` (fair
-            baseline: K = 1, latent InfoNCE only), `"no_explicit_view"`, `"no_latent_view"` (K = 1),
-            `"no_output_distillation"`, `"no_process_alignment"`, `"no_co_learning_stage1"` (explicit InfoNCE
-            only) and `"no_co_learning_stage2"` (frozen teacher; pass `teacher_model=` to the trainer). Sets the four
-            loss weights and, for the single-pass variants, K = 1, unless those are given explicitly.
+            Training variant of paper Table 5 (specs/laser.md §7), a key of `LOSS_VARIANTS`. Sets the four loss weights
+            and, for the single-pass variants, K = 1, unless those are given explicitly. The variants:
+            `"laser"` (full method), `"basic_contrastive"` (fair baseline: K = 1, latent InfoNCE only),
+            `"no_explicit_view"`, `"no_latent_view"` (K = 1), `"no_output_distillation"`, `"no_process_alignment"`,
+            `"no_co_learning_stage1"` (explicit InfoNCE only) and `"no_co_learning_stage2"` (frozen teacher; pass
+            `teacher_model=` to the trainer); see [`~hf_latent.laser.losses.LOSS_VARIANTS`].
         num_latent_steps (`int`, *optional*):
             K, the number of pooled latent states for queries and passages in training (and the number of CoT
             segment targets). `None`: the variant's K (1 for the single-pass variants), else the model's
             `config.num_latent_steps` (3 in the paper). The trainer writes the value it uses into the model config,
             so the saved model encodes with the same K. Must be >= 1.
         segment_separator (`str`, *optional*, defaults to `"\n\n"`):
-            CoT segment boundary: a CoT token counts as a boundary when its id equals the *last* token of
+            CoT segment boundary: a CoT token counts as a boundary when its id equals the last token of
             `tokenizer.encode(segment_separator)` (specs/laser.md §3.2).
         segment_downsampling (`str`, *optional*, defaults to `"linspace"`):
             How the M segment states are mapped to K targets: `"linspace"` (released code [C]) or `"paper"` [P]
@@ -66,8 +66,7 @@ class LaserTrainingArguments(TrainingArguments):
         gather_across_devices (`bool`, *optional*, defaults to `True`):
             Under multi-process training, all-gather Q, P, Q*, H and T so that every query is scored against the
             global in-batch pool; the loss is then multiplied by the world size before backward so the result equals
-            single-process training on the global batch (specs/laser.md §4 "Gather [C]"). `False` keeps the pool
-            per process.
+            single-process training on the global batch (specs/laser.md §4). `False` keeps the pool per process.
 
         > Parameters that control the losses
 
@@ -138,41 +137,44 @@ class LaserTrainingArguments(TrainingArguments):
     loss_variant: str = field(
         default="laser",
         metadata={
-            "help": "Training variant of paper Table 5 (a key of LOSS_VARIANTS): 'laser', 'basic_contrastive', "
-            "'no_explicit_view', 'no_latent_view', 'no_output_distillation', 'no_process_alignment', "
-            "'no_co_learning_stage1', 'no_co_learning_stage2'. Sets the four loss weights and, for the single-pass "
-            "variants, K = 1, unless those are given explicitly.",
+            "help": "Training variant of paper Table 5 (specs/laser.md §7), a key of LOSS_VARIANTS. Sets the four loss "
+            "weights and, for the single-pass variants, K = 1, unless those are given explicitly. The variants: "
+            "'laser', 'basic_contrastive', 'no_explicit_view', 'no_latent_view', 'no_output_distillation', "
+            "'no_process_alignment', 'no_co_learning_stage1', 'no_co_learning_stage2' (needs teacher_model=).",
             "choices": sorted(LOSS_VARIANTS),
         },
     )
     num_latent_steps: int | None = field(
         default=None,
         metadata={
-            "help": "K, pooled latent states for queries and passages in training (and CoT segment targets). None: "
-            "the variant's K (1 for the single-pass variants), else the model's config.num_latent_steps. The trainer "
-            "writes the value it uses into the model config. Must be >= 1."
+            "help": "K, the number of pooled latent states for queries and passages in training (and the number of "
+            "CoT segment targets). None: the variant's K (1 for the single-pass variants), else the model's "
+            "config.num_latent_steps (3 in the paper). The trainer writes the value it uses into the model config, so "
+            "the saved model encodes with the same K. Must be >= 1."
         },
     )
     segment_separator: str = field(
         default="\n\n",
         metadata={
-            "help": "CoT segment boundary: a CoT token is a boundary when its id equals the last token of "
-            "tokenizer.encode(segment_separator)."
+            "help": "CoT segment boundary: a CoT token counts as a boundary when its id equals the last token of "
+            "tokenizer.encode(segment_separator) (specs/laser.md §3.2)."
         },
     )
     segment_downsampling: str = field(
         default="linspace",
         metadata={
-            "help": "How the M segment states are mapped to K targets: 'linspace' (released code) or 'paper'.",
+            "help": "How the M segment states are mapped to K targets: 'linspace' (released code [C]) or 'paper' [P] "
+            "(specs/laser.md §3.3).",
             "choices": list(SEGMENT_DOWNSAMPLING_MODES),
         },
     )
     gather_across_devices: bool = field(
         default=True,
         metadata={
-            "help": "Under multi-process training, all-gather Q, P, Q*, H and T so every query is scored against the "
-            "global in-batch pool; the loss is multiplied by the world size before backward so the result equals "
-            "single-process training on the global batch. False keeps the pool per process."
+            "help": "Under multi-process training, all-gather Q, P, Q*, H and T so that every query is scored against "
+            "the global in-batch pool; the loss is then multiplied by the world size before backward so the result "
+            "equals single-process training on the global batch (specs/laser.md §4). False keeps the pool per "
+            "process."
         },
     )
 
@@ -220,7 +222,7 @@ class LaserTrainingArguments(TrainingArguments):
         default=512,
         metadata={
             "help": "Maximum query length in tokens in the latent view, template included (the content is truncated, "
-            "never the template suffix)."
+            "never the template suffix; specs/laser.md §6)."
         },
     )
     passage_max_length: int = field(default=512, metadata={"help": "Same for passages."})
