@@ -1,4 +1,10 @@
-"""Hub-native checkpoints: model cards (`model_card.py`) and uploads of saved folders (`push.py`)."""
+"""Hub-native checkpoints: model cards (`model_card.py`) and uploads of saved checkpoint folders (`push.py`).
+
+- [`write_model_card`]: the `README.md` of any saved LaSER / LatentRAG checkpoint (offline).
+- [`create_laser_model_card`] / [`create_latentrag_model_card`] / [`ModelCardMixin`] / [`ModelCardCallback`]: the
+  trainers' cards (`save_model`, `push_to_hub`).
+- [`push_checkpoint`]: `create_repo` + `upload_folder` of a checkpoint folder, checked for `trust_remote_code` loading.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from .model_card import (
     render_model_card,
     write_model_card,
 )
+from .push import inspect_checkpoint, push_checkpoint
 
 
 __all__ = [
@@ -19,7 +26,9 @@ __all__ = [
     "ModelCardMixin",
     "create_laser_model_card",
     "create_latentrag_model_card",
+    "inspect_checkpoint",
     "normalize_eval_results",
+    "push_checkpoint",
     "read_checkpoint_config",
     "render_model_card",
     "write_model_card",
