@@ -51,6 +51,7 @@ from hf_latent.latentrag.trajectories import (  # noqa: E402
     trajectories_from_multihop,
     trajectories_to_dataset,
 )
+from hf_latent.retrieval import DenseIndex  # noqa: E402
 
 
 logger = logging.getLogger("train_latentrag")
@@ -88,6 +89,16 @@ class ScriptArguments:
         },
     )
     index_batch_size: int = field(default=64, metadata={"help": "Documents per retriever pass when indexing."})
+    index_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Reuse a saved DenseIndex (e.g. <output_dir>/index of an earlier run) when it covers the corpus and "
+            "was built with the same retriever; else the index is built."
+        },
+    )
+    train_latentrag: bool = field(
+        default=True, metadata={"help": "Train LatentRAG (false: only the explicit baseline, with the flag below)."}
+    )
     train_explicit_baseline: bool = field(
         default=False,
         metadata={"help": "Also SFT the explicit agentic (Search-R1-style) baseline on the same trajectories."},
@@ -103,6 +114,65 @@ def restrict_corpus(qa, question_rows) -> dict:
     passages = qa.passages_by_id()
     wanted = {pid for row in question_rows for pid in [*row["supporting_ids"], *(row.get("negative_ids") or [])]}
     return {pid: passages[pid] for pid in sorted(wanted) if pid in passages}
+
+
+def load_or_build_index(model: LatentRAGModel, corpus, script_args: ScriptArguments, timings: dict) -> DenseIndex:
+    """The saved index of `--index_path` when it matches the corpus and the retriever, else a new one."""
+    doc_ids = set(corpus) if isinstance(corpus, dict) else set(corpus["id"])
+    if script_args.index_path and Path(script_args.index_path).is_dir():
+        index = DenseIndex.load(script_args.index_path)
+        if set(index.doc_ids) == doc_ids and index.encoder_name == model.retriever_name:
+            logger.info("Reusing the index at %s (%d documents).", script_args.index_path, len(index))
+            return index
+        logger.info(
+            "The index at %s does not match the corpus or the retriever; building one.", script_args.index_path
+        )
+    tick = time.perf_counter()
+    index = model.build_index(corpus, batch_size=script_args.index_batch_size)
+    timings["index_s"] = time.perf_counter() - tick
+    return index
+
+
+def train_latentrag(script_args, training_args, qa, trajectories, output_dir: Path, timings: dict) -> dict:
+    """Steps 2 and 3: model, index, pseudo-relevant ids, LatentRAGTrainer; saves model, index and trajectories."""
+    model = LatentRAGModel.from_components(
+        generator=script_args.generator,
+        retriever=script_args.retriever,
+        use_pretrained_retriever=training_args.uses_pretrained_retriever,
+        use_latent_decoding=training_args.loss_weights["decoding_weight"] > 0,
+    )
+    if script_args.corpus_scope == "questions":
+        ids = {t.question_id for t in trajectories}
+        corpus = restrict_corpus(qa, [row for row in qa.questions if row["id"] in ids])
+    else:
+        corpus = qa.corpus
+    index = load_or_build_index(model, corpus, script_args, timings)
+    index.save(output_dir / "index")
+    trajectories = attach_pseudo_relevant_ids(
+        trajectories,
+        reference_search_fn(model, index, k=training_args.num_pseudo_relevant),
+        k=training_args.num_pseudo_relevant,
+    )
+    with open(output_dir / "trajectories.jsonl", "w", encoding="utf-8") as handle:
+        for trajectory in trajectories:
+            handle.write(json.dumps(trajectory.to_dict(), ensure_ascii=False) + "\n")
+
+    trainer = LatentRAGTrainer(
+        model=model, args=training_args, train_dataset=trajectories_to_dataset(trajectories), index=index
+    )
+    tick = time.perf_counter()
+    train_output = trainer.train()
+    timings["latentrag_train_s"] = time.perf_counter() - tick
+    trainer.save_model(str(output_dir))
+    losses = [row for row in trainer.state.log_history if "loss" in row]
+    return {
+        "num_dropped_trajectories": trainer.num_dropped_trajectories,
+        "retrieval_temperature": trainer.retrieval_temperature,
+        "loss_variant": training_args.loss_variant,
+        "train_loss": train_output.training_loss,
+        "first_log": losses[0] if losses else None,
+        "last_log": losses[-1] if losses else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -129,50 +199,9 @@ def main(argv: list[str] | None = None) -> dict:
         "%d trajectories from %s/%s (%d rows skipped).", len(trajectories), qa.name, script_args.split, len(skipped)
     )
 
-    # 2. Model, index and pseudo-relevant documents (frozen reference retriever).
-    model = LatentRAGModel.from_components(
-        generator=script_args.generator,
-        retriever=script_args.retriever,
-        use_pretrained_retriever=training_args.uses_pretrained_retriever,
-        use_latent_decoding=training_args.loss_weights["decoding_weight"] > 0,
-    )
-    if script_args.corpus_scope == "questions":
-        ids = {t.question_id for t in trajectories}
-        corpus = restrict_corpus(qa, [row for row in qa.questions if row["id"] in ids])
-    else:
-        corpus = qa.corpus
-    tick = time.perf_counter()
-    index = model.build_index(corpus, batch_size=script_args.index_batch_size)
-    timings["index_s"] = time.perf_counter() - tick
-    index.save(output_dir / "index")
-    trajectories = attach_pseudo_relevant_ids(
-        trajectories,
-        reference_search_fn(model, index, k=training_args.num_pseudo_relevant),
-        k=training_args.num_pseudo_relevant,
-    )
-    with open(output_dir / "trajectories.jsonl", "w", encoding="utf-8") as handle:
-        for trajectory in trajectories:
-            handle.write(json.dumps(trajectory.to_dict(), ensure_ascii=False) + "\n")
-
-    # 3. LatentRAG.
-    trainer = LatentRAGTrainer(
-        model=model, args=training_args, train_dataset=trajectories_to_dataset(trajectories), index=index
-    )
-    tick = time.perf_counter()
-    train_output = trainer.train()
-    timings["latentrag_train_s"] = time.perf_counter() - tick
-    trainer.save_model(str(output_dir))
-    losses = [row for row in trainer.state.log_history if "loss" in row]
-    summary = {
-        "dataset": qa.name,
-        "num_trajectories": len(trajectories),
-        "num_dropped_trajectories": trainer.num_dropped_trajectories,
-        "retrieval_temperature": trainer.retrieval_temperature,
-        "loss_variant": training_args.loss_variant,
-        "train_loss": train_output.training_loss,
-        "first_log": losses[0] if losses else None,
-        "last_log": losses[-1] if losses else None,
-    }
+    summary: dict = {"dataset": qa.name, "num_trajectories": len(trajectories)}
+    if script_args.train_latentrag:
+        summary.update(train_latentrag(script_args, training_args, qa, trajectories, output_dir, timings))
 
     # 4. Explicit agentic baseline on the same trajectories.
     if script_args.train_explicit_baseline:
@@ -189,6 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
             logging_steps=training_args.logging_steps,
             seed=training_args.seed,
             use_cpu=training_args.use_cpu,
+            disable_tqdm=training_args.disable_tqdm,
         )
         tick = time.perf_counter()
         explicit, sft_trainer = train_explicit_baseline(

@@ -192,6 +192,26 @@ def explicit_lora_config(r: int = 16, lora_alpha: float = 64, lora_dropout: floa
     return LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, **kwargs)
 
 
+def _drop_dequantized_gguf_marker(generator: Any) -> None:
+    """Forget a GGUF `quantization_config` on a model whose weights are plain floats.
+
+    A causal LM converted from GGUF (the default SmolLM2 backbone, `hf_latent.resources.convert_gguf_to_hf`) keeps
+    `quantization_config = {"quant_method": "gguf"}` in its config, so `from_pretrained` marks it quantized although
+    GGUF weights are always dequantised at load; `Trainer` then refuses to fine-tune it. Nothing is quantized here, so
+    the marker is removed (the weights are untouched).
+    """
+    quantizer = getattr(generator, "hf_quantizer", None)
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    if quantizer is None or getattr(method, "value", method) != "gguf":
+        return
+    if all(parameter.is_floating_point() for parameter in generator.parameters()):
+        quantizer.remove_quantization_config(generator)
+        for module in generator.modules():
+            config = getattr(module, "config", None)
+            if config is not None and getattr(config, "_is_quantized", False):
+                config._is_quantized = False
+
+
 def train_explicit_baseline(
     model: LatentRAGModel,
     train_trajectories: Sequence[Trajectory | Mapping[str, Any]] | Dataset,
@@ -237,6 +257,7 @@ def train_explicit_baseline(
     if not args.completion_only_loss:
         raise ValueError("completion_only_loss must be True: it is what masks the prompt and the documents.")
     generator = model.generator
+    _drop_dequantized_gguf_marker(generator)
     generator.train()
     trainer = SFTTrainer(
         model=generator,

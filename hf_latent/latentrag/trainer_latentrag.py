@@ -634,7 +634,9 @@ class LatentRAGTrainer(Trainer):
             "per_device_train_batch_size": self.args.per_device_train_batch_size,
             "max_length": self.args.max_length,
             "num_length_bins": self.args.num_length_bins,
-            "num_train_trajectories": len(self.train_dataset) if has_length(self.train_dataset or []) else None,
+            "num_train_trajectories": (
+                len(self.train_dataset) if self.train_dataset is not None and has_length(self.train_dataset) else None
+            ),
             "num_dropped_trajectories": self.num_dropped_trajectories,
         }
         title = model_name or os.path.basename(os.path.normpath(output_dir))

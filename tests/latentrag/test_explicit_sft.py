@@ -187,3 +187,25 @@ def test_sft_trains_masks_documents_and_saves_a_usable_baseline(tmp_path, demo):
         trajectories[0].question
     )
     assert isinstance(result.answer, str) and result.trace.num_forward_passes > 0
+
+
+def test_dequantized_gguf_marker_does_not_block_training():
+    """The default backbone is converted from GGUF and keeps a `quant_method: gguf` config although its weights are
+    plain floats; `Trainer` would refuse to fine-tune it."""
+    from transformers.quantizers.quantizer_gguf import GgufHfQuantizer
+    from transformers.trainer_utils import validate_quantization_for_training
+    from transformers.utils.quantization_config import GgufConfig
+
+    from hf_latent.latentrag.explicit_sft import _drop_dequantized_gguf_marker
+
+    generator = build_tiny_causal_lm(build_tiny_tokenizer(), architecture="qwen2")
+    config = GgufConfig(gguf_file="model.gguf")
+    generator.config.quantization_config = config
+    generator.hf_quantizer = GgufHfQuantizer(config)
+    generator.is_quantized = True
+    with pytest.raises(ValueError):
+        validate_quantization_for_training(generator)
+    _drop_dequantized_gguf_marker(generator)
+    assert not getattr(generator, "is_quantized", False) and getattr(generator, "hf_quantizer", None) is None
+    assert not hasattr(generator.config, "quantization_config")
+    validate_quantization_for_training(generator)
