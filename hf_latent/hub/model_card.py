@@ -706,6 +706,8 @@ def render_model_card(
     license: str | None = None,  # noqa: A002 - the card field's name
     language: str | Sequence[str] | None = None,
     trainer_name: str | None = None,
+    template: str | os.PathLike | None = None,
+    paper: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> ModelCard:
     """Render the LaSER (`kind="laser"`) or LatentRAG (`kind="latentrag"`) card with `ModelCard.from_template`.
@@ -726,12 +728,17 @@ def render_model_card(
         tags: extra tags.
         license, language: card metadata.
         trainer_name: e.g. `"LaserTrainer"` when the card comes from a trainer.
+        template: a template file name in `hf_latent/templates/` or a path (default: the method's template); a
+            trainer's `_template_file` lands here.
+        paper: `title` / `id` / `citation` overriding the method's paper entry (a trainer's `_paper`).
         extra: more template variables.
     """
     if kind not in ("laser", "latentrag"):
         raise ValueError(f"kind must be 'laser' or 'latentrag', got {kind!r}.")
     laser_citation, latentrag_citation = _citations()
-    paper = _paper(LASER_PAPER, laser_citation) if kind == "laser" else _paper(LATENTRAG_PAPER, latentrag_citation)
+    info, citation = (LASER_PAPER, laser_citation) if kind == "laser" else (LATENTRAG_PAPER, latentrag_citation)
+    overrides = {key: value for key, value in (paper or {}).items() if key in ("title", "id", "citation") and value}
+    paper = _paper({**info, **overrides}, overrides.get("citation", citation))
     base_models = _unique(
         [hub_model_id(m) for m in ([base_model] if isinstance(base_model, str) else base_model or [])]
     )
@@ -773,7 +780,9 @@ def render_model_card(
         "fmt": _format_value,
         **(extra or {}),
     }
-    template = TEMPLATES_DIR / (LASER_TEMPLATE if kind == "laser" else LATENTRAG_TEMPLATE)
+    template = Path(template or (LASER_TEMPLATE if kind == "laser" else LATENTRAG_TEMPLATE))
+    if not template.is_absolute() and not template.is_file():
+        template = TEMPLATES_DIR / template
     return ModelCard.from_template(card_data, template_path=str(template), **context)
 
 
@@ -843,6 +852,8 @@ def _trainer_card(
         license=kwargs.get("license"),
         language=kwargs.get("language"),
         trainer_name=type(trainer).__name__,
+        template=getattr(trainer, "_template_file", None),
+        paper=getattr(trainer, "_paper", None),
     )
 
 

@@ -20,7 +20,9 @@ from hf_latent.hub.model_card import (
     TEMPLATES_DIR,
     TRAINING_CURVE_FILE,
     hub_model_id,
+    laser_settings,
     plot_training_curve,
+    render_model_card,
     summarize_log_history,
 )
 from hf_latent.laser import LaserModel
@@ -159,6 +161,20 @@ def test_wrong_model_type_and_missing_config(tmp_path):
         write_model_card(tmp_path)
     with pytest.raises(FileNotFoundError, match="config.json"):
         write_model_card(tmp_path / "missing")
+
+
+def test_a_custom_template_and_paper_entry(laser_dir, tmp_path):
+    template = tmp_path / "mine.md.jinja"
+    template.write_text(
+        "---\n{{ card_data }}\n---\n# {{ model_name }}: K={{ settings.num_latent_steps }}, {{ paper.id }}\n"
+    )
+    config = json.loads((laser_dir / "config.json").read_text())
+    card = render_model_card(
+        "laser", settings=laser_settings(config), model_name="m", template=template, paper={"id": "0000.00000"}
+    )
+    assert card.text.strip() == "# m: K=3, 0000.00000" and card.data.pipeline_tag == "sentence-similarity"
+    with pytest.raises(ValueError, match="kind"):
+        render_model_card("bert", settings={}, model_name="m")
 
 
 def test_hub_model_id():
