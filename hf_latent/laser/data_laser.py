@@ -342,6 +342,8 @@ def validate_laser_dataset(
             dict(zip(dataset.column_names, values))
             for values in zip(*(dataset[name] for name in dataset.column_names))
         )
+    elif hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__") and not isinstance(dataset, Mapping):
+        rows = (dataset[index] for index in range(len(dataset)))  # map-style (e.g. a torch Dataset or a list)
     else:
         rows = dataset
     errors: list[str] = []
