@@ -17,6 +17,7 @@ Passages are plain strings, formatted exactly as the evaluation encodes document
 from __future__ import annotations
 
 import logging
+import random
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -169,13 +170,18 @@ def laser_rows_from_multihop(
     rationale_fn: Callable[[list[str]], list[str]] | None = None,
     instruction: str | None = HOTPOTQA_INSTRUCTION,
     max_rows: int | None = None,
+    min_negatives: int = 1,
+    seed: int = 42,
 ) -> Dataset:
     """LaSER training rows from a multi-hop QA set (e.g. [`~hf_latent.data.load_hotpotqa`], the demo corpus).
 
     - `query`: the question.
     - `positive`: **all** supporting passages in hop order (`"{title}\\n{text}"`); [`LaserDataCollator`] picks
       `positive[(key + seed + epoch) % n_pos]` per epoch (specs/laser.md §5 [C]), so both hops are trained on.
-    - `negatives`: the question's other passages (`negative_ids`, the distractors), in their stored order.
+    - `negatives`: the question's other passages (`negative_ids`, the distractors), in their stored order. A question
+      with fewer than `min_negatives` of them (4 HotpotQA-500 train questions have none) is topped up with random
+      corpus passages (not its supporting ones), drawn deterministically from `seed` and the question id [D], so
+      `train_group_size=2` works on every row; `min_negatives=0` keeps the rows as they are.
     - `reasoning`: the explicit-view rationale, chosen by `rationale`:
         - `"auto"` (default): the row's own `reasoning` when non-empty (the demo corpus has real ones), else an
           [`oracle_rationale`] from the gold passages (HotpotQA-500 has none);
@@ -197,6 +203,8 @@ def laser_rows_from_multihop(
         rationale_fn: required for `rationale="generated"`: `fn(list_of_questions) -> list_of_rationales`.
         instruction: see above.
         max_rows: keep the first `max_rows` questions.
+        min_negatives: top up rows with fewer negatives from the corpus (see above).
+        seed: seeds that top-up.
 
     Returns:
         `datasets.Dataset` with columns `query`, `reasoning`, `positive`, `negatives`, `instruction`, `id`.
@@ -207,10 +215,13 @@ def laser_rows_from_multihop(
         raise ValueError('rationale="generated" needs rationale_fn, e.g. make_rationale_generator(model, tokenizer).')
     if num_negatives is not None and num_negatives < 0:
         raise ValueError(f"num_negatives must be None or >= 0, got {num_negatives}.")
+    if min_negatives < 0:
+        raise ValueError(f"min_negatives must be >= 0, got {min_negatives}.")
     questions = qa.split(split) if split is not None else qa.questions
     if max_rows is not None:
         questions = questions.select(range(min(max_rows, len(questions))))
     passages = qa.passages_by_id()
+    corpus_ids = list(passages)
 
     def text_of(pid: str) -> str:
         if pid not in passages:
@@ -223,6 +234,11 @@ def laser_rows_from_multihop(
         negatives = [pid for pid in row["negative_ids"] if pid not in supporting]
         if num_negatives is not None:
             negatives = negatives[:num_negatives]
+        if len(negatives) < min_negatives:
+            # [D] no distractors stored for this question: random corpus passages as (easy) negatives.
+            pool = [pid for pid in corpus_ids if pid not in supporting and pid not in negatives]
+            extra = random.Random(f"{seed}-{row['id']}").sample(pool, min(min_negatives - len(negatives), len(pool)))
+            negatives = negatives + extra
         own = (row.get("reasoning") or "").strip()
         if rationale == "reasoning" or (rationale == "auto" and own):
             reasoning = own

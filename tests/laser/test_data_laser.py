@@ -81,6 +81,22 @@ def test_hotpotqa_rows_get_oracle_rationales(hotpotqa):
     validate_laser_dataset(rows)
 
 
+def test_rows_without_distractors_are_topped_up_from_the_corpus(hotpotqa):
+    questions = hotpotqa.split("train")
+    empty = [i for i, ids in enumerate(questions["negative_ids"]) if not ids]
+    assert empty  # HotpotQA-500 has train questions without distractors
+    rows = laser_rows_from_multihop(hotpotqa)
+    again = laser_rows_from_multihop(hotpotqa)
+    passages = hotpotqa.passages_by_id()
+    for i in empty:
+        supporting = {f"{passages[p]['title']}\n{passages[p]['text']}" for p in questions[i]["supporting_ids"]}
+        assert len(rows[i]["negatives"]) == 1 and not set(rows[i]["negatives"]) & supporting
+        assert rows[i]["negatives"] == again[i]["negatives"]  # deterministic
+    validate_laser_dataset(rows)  # every row works with train_group_size=2
+    kept = laser_rows_from_multihop(hotpotqa, min_negatives=0)
+    assert all(kept[i]["negatives"] == [] for i in empty)
+
+
 def test_oracle_rationale_and_first_sentence():
     assert first_sentence("One two.  Three four. Five.") == "One two."
     assert first_sentence("no end") == "no end"
