@@ -653,6 +653,10 @@ class LaserModel(LaserPreTrainedModel):
         if not backbone:
             raise ValueError(f"{adapter_file} names no base model; pass `backbone=` (a path or a causal LM).")
         is_trainable = kwargs.pop("is_trainable", False)
+        # AutoModel.from_pretrained adds loading options meant for PEFT detection on the top-level folder, and
+        # remote-code bookkeeping; none of them applies to the backbone we load from the adapter's base model.
+        for key in ("adapter_kwargs", "_adapter_model_path", "trust_remote_code", "code_revision", "_from_auto"):
+            kwargs.pop(key, None)
         overrides = {key: getattr(config, key) for key in _LASER_CONFIG_FIELDS}
         model = cls.from_backbone(backbone, **overrides, **kwargs)
         model.backbone = _load_adapter(model.backbone, path, is_trainable=is_trainable)

@@ -378,12 +378,6 @@ def test_lora_trains_the_adapter_only_and_reloads(qwen3_tokenizer, rows, tmp_pat
     )
 
 
-@pytest.mark.xfail(
-    raises=TypeError,
-    strict=False,
-    reason="modeling_laser: LaserModel.from_pretrained forwards AutoModel's `adapter_kwargs` to from_backbone "
-    "(find_adapter_config_file() got an unexpected keyword argument '_adapter_model_path'); pop it there.",
-)
 def test_automodel_loads_a_lora_checkpoint(qwen3_tokenizer, tmp_path):
     from peft import get_peft_model
 
