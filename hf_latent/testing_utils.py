@@ -175,4 +175,3 @@ def build_tiny_encoder(tokenizer: PreTrainedTokenizerBase | None = None, seed: i
     )
     torch.manual_seed(seed)
     return BertModel(config).eval()
-

@@ -89,5 +89,8 @@ def load_ircot_hotpotqa(data_dir: str | os.PathLike | None = None) -> MultiHopQA
     splits = split_by_id([q["id"] for q in questions])
     for question in questions:
         question["split"] = splits[question["id"]]
-    return MultiHopQA(corpus=Dataset.from_list(list(passages.values())), questions=Dataset.from_list(questions),
-                      name="ircot-hotpotqa")
+    return MultiHopQA(
+        corpus=Dataset.from_list(list(passages.values())),
+        questions=Dataset.from_list(questions),
+        name="ircot-hotpotqa",
+    )

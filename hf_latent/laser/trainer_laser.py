@@ -20,6 +20,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from ..hub.model_card import LASER_TEMPLATE, ModelCardCallback, ModelCardMixin
 from .collator_laser import LaserDataCollator
 from .data_laser import validate_laser_dataset
 from .distributed import gather_with_grad, get_world_size, global_loss_scale
@@ -89,7 +90,7 @@ def _load_laser_model(model: str | os.PathLike | PreTrainedModel | None) -> Lase
     )
 
 
-class LaserTrainer(Trainer):
+class LaserTrainer(ModelCardMixin, Trainer):
     r"""
     Trainer for LaSER (Jin et al., [arXiv 2603.01425](https://arxiv.org/abs/2603.01425)): one backbone trained in two
     views with `L = L_cl^L + λ1·L_cl^E + λ2·L_kl^out + λ3·L_kl^mid` (specs/laser.md §4).
@@ -146,7 +147,7 @@ class LaserTrainer(Trainer):
         "citation": LASER_CITATION,
     }
     # Model cards are rendered by a later change; the template lives under hf_latent/templates/ then.
-    _template_file: str | None = None
+    _template_file: str | None = LASER_TEMPLATE
 
     def __init__(
         self,
@@ -231,6 +232,8 @@ class LaserTrainer(Trainer):
                         raise ValueError(f"{name}: {error}") from error
 
         callbacks = list(callbacks or [])
+        if not any(isinstance(callback, ModelCardCallback) for callback in callbacks):
+            callbacks.append(ModelCardCallback())
         if isinstance(data_collator, LaserDataCollator):
             callbacks.append(_EpochCallback(data_collator))
         super().__init__(

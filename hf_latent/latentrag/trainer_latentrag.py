@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import defaultdict
@@ -14,6 +13,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import has_length
 
+from ..hub.model_card import LATENTRAG_TEMPLATE, ModelCardCallback, ModelCardMixin
 from .collator_latentrag import LatentRAGDataCollator, LengthBinnedSampler, as_trajectory
 from .losses import (
     DEFAULT_RETRIEVAL_TEMPERATURE,
@@ -225,7 +225,7 @@ def _load_model(model: str | os.PathLike | LatentRAGModel) -> LatentRAGModel:
 # ------------------------------------------------------------------------------------------------- trainer
 
 
-class LatentRAGTrainer(Trainer):
+class LatentRAGTrainer(ModelCardMixin, Trainer):
     r"""
     Trainer for LatentRAG (Zheng and Worring, [arXiv 2605.06285](https://arxiv.org/abs/2605.06285)).
 
@@ -272,8 +272,7 @@ class LatentRAGTrainer(Trainer):
         "id": LATENTRAG_ARXIV_ID,
         "citation": LATENTRAG_CITATION,
     }
-    # Model cards are written by `create_model_card` (no Jinja template yet).
-    _template_file: str | None = None
+    _template_file: str | None = LATENTRAG_TEMPLATE
 
     def __init__(
         self,
@@ -347,6 +346,9 @@ class LatentRAGTrainer(Trainer):
                 eval_dataset, processing_class, model.config, args.max_length, "eval_dataset"
             )
 
+        callbacks = list(callbacks or [])
+        if not any(isinstance(callback, ModelCardCallback) for callback in callbacks):
+            callbacks.append(ModelCardCallback())
         super().__init__(
             model=model,
             args=args,
@@ -586,100 +588,6 @@ class LatentRAGTrainer(Trainer):
         logs.update(metrics)
         super().log(logs, start_time)
         self._metrics[mode].clear()
-
-    # -- saving --------------------------------------------------------------------------------------------------------
-
-    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """Save the whole [`LatentRAGModel`] (generator with its adapter, retriever with its adapter, projectors,
-        both tokenizers) so that `AutoModel.from_pretrained(output_dir)` reloads it and answers; plus a model card."""
-        super().save_model(output_dir, _internal_call=_internal_call)
-        if self.args.should_save:
-            self.create_model_card(output_dir=output_dir or self.args.output_dir)
-
-    def create_model_card(
-        self,
-        output_dir: str | None = None,
-        model_name: str | None = None,
-        dataset_name: str | None = None,
-        tags: str | list[str] | None = None,
-    ) -> str:
-        """Write a `README.md` model card (tags, training setup, loss configuration, citation); works offline.
-
-        Returns:
-            The card text.
-        """
-        from huggingface_hub import ModelCardData
-
-        output_dir = output_dir or self.args.output_dir
-        tags = [tags] if isinstance(tags, str) else list(tags or [])
-        model = self.accelerator.unwrap_model(self.model)
-        config = model.config
-        card_data = ModelCardData(
-            library_name="transformers",
-            tags=sorted({*self._tag_names, *tags}),
-            datasets=[dataset_name] if dataset_name else None,
-        )
-        generator = getattr(config.generator_config, "_name_or_path", "") or config.generator_config.model_type
-        setup = {
-            "loss_variant": self.args.loss_variant,
-            "loss": self.loss_fn.get_config_dict(),
-            "generator": generator,
-            "retriever": config.retriever_name,
-            "num_thought_tokens": config.num_thought_tokens,
-            "num_subquery_tokens": config.num_subquery_tokens,
-            "generator_lora": [config.generator_lora_rank, config.generator_lora_alpha, config.generator_lora_dropout],
-            "retriever_lora": [config.retriever_lora_rank, config.retriever_lora_alpha, config.retriever_lora_dropout],
-            "learning_rate": self.args.learning_rate,
-            "num_train_epochs": self.args.num_train_epochs,
-            "per_device_train_batch_size": self.args.per_device_train_batch_size,
-            "max_length": self.args.max_length,
-            "num_length_bins": self.args.num_length_bins,
-            "num_train_trajectories": (
-                len(self.train_dataset) if self.train_dataset is not None and has_length(self.train_dataset) else None
-            ),
-            "num_dropped_trajectories": self.num_dropped_trajectories,
-        }
-        title = model_name or os.path.basename(os.path.normpath(output_dir))
-        text = "\n".join(
-            [
-                "---",
-                card_data.to_yaml(),
-                "---",
-                "",
-                f"# {title}",
-                "",
-                f"A [LatentRAG](https://arxiv.org/abs/{LATENTRAG_ARXIV_ID}) model trained with `hf_latent`'s "
-                f"`{type(self).__name__}`: agentic RAG with latent thoughts and latent sub-queries.",
-                "",
-                "```python",
-                "import hf_latent.latentrag  # registers the model type",
-                "from transformers import AutoModel",
-                "from hf_latent.latentrag import LatentRAGPipeline",
-                "",
-                f'model = AutoModel.from_pretrained("{title}")',
-                "rag = LatentRAGPipeline(model, None, corpus)  # builds the index with the frozen reference retriever",
-                'print(rag("Your question?").answer)',
-                "```",
-                "",
-                "## Training setup",
-                "",
-                "```json",
-                json.dumps(setup, indent=2, default=str),
-                "```",
-                "",
-                "## Citation",
-                "",
-                "```bibtex",
-                self._paper["citation"],
-                "```",
-                "",
-            ]
-        )
-        if self.args.should_save:
-            os.makedirs(output_dir, exist_ok=True)
-            with open(os.path.join(output_dir, "README.md"), "w", encoding="utf-8") as handle:
-                handle.write(text)
-        return text
 
 
 __all__ = [

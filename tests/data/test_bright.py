@@ -58,7 +58,13 @@ def test_stackexchange_proxy():
     queries, corpus, qrels = load_bright_stackexchange_proxy()
     assert queries.num_rows == corpus.num_rows == len(qrels) == 749
     assert set(queries["task"]) == {
-        "biology", "earth-science", "economics", "psychology", "robotics", "stackoverflow", "sustainable-living"
+        "biology",
+        "earth-science",
+        "economics",
+        "psychology",
+        "robotics",
+        "stackoverflow",
+        "sustainable-living",
     }
     assert all(len(docs) == 1 for docs in qrels.values())
     assert len(set(corpus["id"])) == 749
