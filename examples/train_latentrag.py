@@ -14,13 +14,15 @@ Steps (specs/latentrag.md §8):
 
 Every [`LatentRAGTrainingArguments`] field is a flag (`--loss_variant cosine`, `--retrieval_temperature auto`, ...).
 
-Example (a small CPU run):
+Example (a small CPU run; on CPU use one trajectory per micro-batch plus gradient accumulation: padded batches of
+~1k-token trajectories take several GB of activations per row, and an unpadded row lets SDPA use its causal kernel):
 
 ```
-python examples/train_latentrag.py --output_dir outputs/latentrag --dataset hotpotqa --max_train_trajectories 100 \
-    --num_train_epochs 1 --per_device_train_batch_size 4 --train_explicit_baseline
+python examples/train_latentrag.py --output_dir outputs/latentrag --dataset hotpotqa --max_train_trajectories 64 \
+    --num_train_epochs 1 --per_device_train_batch_size 1 --gradient_accumulation_steps 4 --learning_rate 5e-4 \
+    --use_cpu --num_threads 1 --train_explicit_baseline
 python examples/eval_latentrag.py --model_path outputs/latentrag \
-    --explicit_model_path outputs/latentrag/explicit_baseline --max_questions 20
+    --explicit_model_path outputs/latentrag/explicit_baseline --max_questions 20 --max_step_tokens 128
 ```
 """
 
