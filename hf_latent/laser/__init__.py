@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from transformers import AutoConfig, AutoModel
 
+from .collator_laser import LaserDataCollator
 from .configuration_laser import DEFAULT_INSTRUCTION, DEFAULT_QUERY_TEMPLATE, LaserConfig
+from .data_laser import laser_rows_from_multihop, validate_laser_dataset
+from .losses import LOSS_VARIANTS, LaserLoss
 from .modeling_laser import (
     LaserExplicitOutput,
     LaserModel,
@@ -24,6 +27,8 @@ from .modeling_laser import (
     pad_left,
     tokenize_latent_texts,
 )
+from .trainer_laser import LaserTrainer, laser_lora_config
+from .training_args_laser import LaserTrainingArguments
 
 
 AutoConfig.register("laser", LaserConfig, exist_ok=True)
@@ -34,17 +39,25 @@ LaserModel.register_for_auto_class("AutoModel")
 __all__ = [
     "DEFAULT_INSTRUCTION",
     "DEFAULT_QUERY_TEMPLATE",
+    "LOSS_VARIANTS",
     "LaserConfig",
+    "LaserDataCollator",
     "LaserExplicitOutput",
+    "LaserLoss",
     "LaserModel",
     "LaserOutput",
     "LaserPreTrainedModel",
+    "LaserTrainer",
+    "LaserTrainingArguments",
     "build_explicit_inputs",
     "build_latent_inputs",
     "downsample_segments",
     "format_latent_text",
     "format_query",
     "get_segment_separator_id",
+    "laser_lora_config",
+    "laser_rows_from_multihop",
     "pad_left",
     "tokenize_latent_texts",
+    "validate_laser_dataset",
 ]

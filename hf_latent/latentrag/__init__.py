@@ -11,12 +11,15 @@ from __future__ import annotations
 from transformers import AutoConfig, AutoModel
 
 from .baselines import ExplicitAgenticRAG, NaiveRAG
+from .collator_latentrag import LatentRAGDataCollator, LengthBinnedSampler, reference_search_fn
 from .configuration_latentrag import (
     DEFAULT_INSTRUCTION,
     DEFAULT_SUBQUERY_DECODING_PROMPT,
     DEFAULT_THOUGHT_DECODING_PROMPT,
     LatentRAGConfig,
 )
+from .evaluation_latentrag import evaluate_system, latency_ratio, results_table, write_results
+from .explicit_sft import build_explicit_sft_dataset, train_explicit_baseline
 from .inference import (
     LatentRAGPipeline,
     LatentRAGResult,
@@ -45,6 +48,9 @@ from .prompts import (
     format_documents,
     format_question_prompt,
 )
+from .trainer_latentrag import LatentRAGTrainer, prepare_latentrag_for_training
+from .training_args_latentrag import LatentRAGTrainingArguments
+from .trajectories import Trajectory, TrajectoryStep, trajectories_from_multihop
 
 
 AutoConfig.register("latentrag", LatentRAGConfig, exist_ok=True)
@@ -60,25 +66,40 @@ __all__ = [
     "LatentDecodingOutput",
     "LatentProjector",
     "LatentRAGConfig",
+    "LatentRAGDataCollator",
     "LatentRAGModel",
     "LatentRAGOutput",
     "LatentRAGPipeline",
     "LatentRAGPreTrainedModel",
     "LatentRAGResult",
     "LatentRAGTrace",
+    "LatentRAGTrainer",
+    "LatentRAGTrainingArguments",
+    "LengthBinnedSampler",
     "LoRALinear",
     "NaiveRAG",
+    "Trajectory",
+    "TrajectoryStep",
     "add_latentrag_tokens",
     "answer_questions",
+    "build_explicit_sft_dataset",
     "build_index",
     "check_index",
     "encode_information",
     "encode_prompt",
     "encode_trajectory",
+    "evaluate_system",
     "format_documents",
     "format_question_prompt",
+    "latency_ratio",
     "locate_placeholder_blocks",
+    "prepare_latentrag_for_training",
+    "reference_search_fn",
+    "results_table",
     "retriever_preset",
     "retriever_query_template_ids",
     "run_latentrag",
+    "train_explicit_baseline",
+    "trajectories_from_multihop",
+    "write_results",
 ]
