@@ -289,9 +289,7 @@ def test_laser_trainer_with_the_mixin_writes_the_card_on_save(tmp_path):
     from hf_latent.laser.trainer_laser import LaserTrainer
     from hf_latent.laser.training_args_laser import LaserTrainingArguments
 
-    class CardLaserTrainer(ModelCardMixin, LaserTrainer):
-        pass
-
+    assert issubclass(LaserTrainer, ModelCardMixin)
     tokenizer = build_tiny_tokenizer(extra_special_tokens=("<think>", "</think>"), chat_template=QWEN3_TEMPLATE)
     model = LaserModel.from_backbone(build_tiny_causal_lm(tokenizer, architecture="qwen3"), num_latent_steps=2)
     rows = laser_rows_from_multihop(load_demo_corpus(), max_rows=4)
@@ -310,7 +308,7 @@ def test_laser_trainer_with_the_mixin_writes_the_card_on_save(tmp_path):
         explicit_max_length=96,
     )
     callback = ModelCardCallback(dataset_ids=["jinjiajie/LaSER-Training"])
-    trainer = CardLaserTrainer(model, args, train_dataset=rows, processing_class=tokenizer, callbacks=[callback])
+    trainer = LaserTrainer(model, args, train_dataset=rows, processing_class=tokenizer, callbacks=[callback])
     trainer.train()
     callback.add_evaluation(report())
     trainer.save_model()
@@ -329,7 +327,7 @@ def test_laser_trainer_with_the_mixin_writes_the_card_on_save(tmp_path):
         assert f"| `{term}` |" in card.text, term
     assert "| K (`num_latent_steps`) | 2 |" in card.text
     assert "| `temperature` | 0.02 |" in card.text  # LaserLoss.get_config_dict()
-    assert "Trained with `hf_latent.laser.CardLaserTrainer`" in card.text
+    assert "Trained with `hf_latent.laser.LaserTrainer`" in card.text
     assert "| train | - | 4 |" in card.text
     assert callback.last_logged["loss/output_kl"]["step"] == 1
 
