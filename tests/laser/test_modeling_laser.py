@@ -649,7 +649,9 @@ def smollm2():
     except DefaultModelNotFoundError as error:
         pytest.skip(str(error))
     tokenizer = AutoTokenizer.from_pretrained(path)
-    return LaserModel.from_backbone(None), tokenizer
+    # Eager attention: SDPA picks different kernels for the one-position cached steps and the full re-run, which
+    # under load drifted past 1e-4 on a few of 1,728 coordinates; the comparison is about the loop, not the kernel.
+    return LaserModel.from_backbone(None, attn_implementation="eager"), tokenizer
 
 
 @pytest.mark.slow
