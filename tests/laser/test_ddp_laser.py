@@ -99,7 +99,11 @@ def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
     distributed = torch.load(result_file, weights_only=False)
     assert distributed["world_size"] == WORLD_SIZE
 
-    single = _run_one_step(str(tmp_path / "single"), PER_DEVICE_BATCH * WORLD_SIZE)
+    threads = torch.get_num_threads()
+    try:
+        single = _run_one_step(str(tmp_path / "single"), PER_DEVICE_BATCH * WORLD_SIZE)
+    finally:
+        torch.set_num_threads(threads)
     assert single["world_size"] == 1
 
     # The logged loss is the unscaled global loss; every component matches too.
