@@ -146,7 +146,7 @@ class LaserTrainer(ModelCardMixin, Trainer):
         "id": LASER_ARXIV_ID,
         "citation": LASER_CITATION,
     }
-    # Model cards are rendered by a later change; the template lives under hf_latent/templates/ then.
+    # Rendered by `ModelCardMixin.create_model_card` (hf_latent/hub/model_card.py) on save.
     _template_file: str | None = LASER_TEMPLATE
 
     def __init__(
