@@ -23,7 +23,7 @@ from .modeling_laser import (
     downsample_segments,
     format_latent_text,
     format_query,
-    get_segment_separator_id,
+    get_segment_separator_ids,
     pad_left,
     tokenize_latent_texts,
 )
@@ -54,7 +54,7 @@ __all__ = [
     "downsample_segments",
     "format_latent_text",
     "format_query",
-    "get_segment_separator_id",
+    "get_segment_separator_ids",
     "laser_lora_config",
     "laser_rows_from_multihop",
     "pad_left",

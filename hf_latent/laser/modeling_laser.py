@@ -361,12 +361,32 @@ def build_latent_inputs(
     return pad_left(ids, pad_token_id, pad_to_multiple_of)
 
 
-def get_segment_separator_id(tokenizer: PreTrainedTokenizerBase, separator: str = "\n\n") -> int:
-    """The boundary token: the *last* id of `tokenizer.encode(separator)` (specs/laser.md §3.2)."""
+def get_segment_separator_ids(tokenizer: PreTrainedTokenizerBase, separator: str = "\n\n") -> tuple[int, ...]:
+    """The token ids that `separator` takes *inside running text*; a CoT boundary is where they end (laser.md §3.2).
+
+    For Qwen tokenizers this is one id, the last of `tokenizer.encode(separator)` (the released rule, kept for
+    parity). GPT-2-style byte-level tokenizers (SmolLM2, Llama 3) split `"\n\n"` before a word into two `"\n"`
+    tokens although `encode("\n\n")` alone is one merged token, so the released rule would find no boundary at
+    all; matching the in-text sequence finds every paragraph break (spec §3.2 [D]). The sequence is read from the
+    offsets of `tokenizer("a" + separator + "b")`; tokenizers without offsets fall back to the released rule.
+    """
     ids = tokenizer.encode(separator, add_special_tokens=False)
     if not ids:
-        raise ValueError(f"The segment separator {separator!r} tokenises to nothing.")
-    return ids[-1]
+        raise ValueError(f"The segment separator {separator!r} tokenises to nothing; pass a non-empty string.")
+    released = (ids[-1],)
+    try:
+        encoded = tokenizer(f"a{separator}b", add_special_tokens=False, return_offsets_mapping=True)
+    except (NotImplementedError, TypeError, ValueError):  # slow tokenizers have no offsets
+        return released
+    start, end = 1, 1 + len(separator)
+    in_text = tuple(
+        token_id
+        for token_id, (first, last) in zip(encoded["input_ids"], encoded["offset_mapping"])
+        if first >= start and last <= end and last > first
+    )
+    if not in_text or tokenizer.decode(list(in_text)) != separator:
+        return released
+    return in_text
 
 
 def build_explicit_inputs(
@@ -412,6 +432,25 @@ def build_explicit_inputs(
     batch["cot_start"] = torch.tensor([offset + start for offset, (start, _) in zip(offsets, spans)])
     batch["cot_end"] = torch.tensor([offset + end for offset, (_, end) in zip(offsets, spans)])
     return batch
+
+
+def _separator_ends(
+    input_ids: torch.LongTensor, separator_token_ids: int | Sequence[int], span_start: torch.LongTensor
+) -> torch.BoolTensor:
+    """`(batch, seq_len)`: True where the id sequence `separator_token_ids` ends, starting at or after `span_start`."""
+    separator = [separator_token_ids] if isinstance(separator_token_ids, int) else list(separator_token_ids)
+    if not separator:
+        raise ValueError("`separator_token_ids` is empty; use `get_segment_separator_ids(tokenizer)`.")
+    length = len(separator)
+    ends = torch.zeros_like(input_ids, dtype=torch.bool)
+    if input_ids.shape[1] < length:
+        return ends
+    match = torch.ones_like(input_ids[:, length - 1 :], dtype=torch.bool)
+    for offset, token_id in enumerate(separator):  # window [p - length + 1, p]
+        match &= input_ids[:, offset : input_ids.shape[1] - length + 1 + offset] == token_id
+    ends[:, length - 1 :] = match
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+    return ends & (positions - (length - 1) >= span_start.unsqueeze(1))
 
 
 def downsample_segments(num_segments: int, num_steps: int, mode: str = "linspace") -> list[int]:
@@ -865,14 +904,15 @@ class LaserModel(LaserPreTrainedModel):
         attention_mask: torch.Tensor,
         cot_start: torch.LongTensor,
         cot_end: torch.LongTensor,
-        separator_token_id: int,
+        separator_token_ids: int | Sequence[int],
         num_latent_steps: int | None = None,
         segment_downsampling: str | None = None,
     ) -> LaserExplicitOutput:
         """The explicit (teacher) view: one ordinary forward pass over `[query; CoT; EOS]` (specs/laser.md §3).
 
         No LM head and no soft tokens. The teacher vector is `normalize(h_EOS)`; the segment features are the
-        un-normalised states at each CoT position whose id is `separator_token_id` plus the last CoT position,
+        un-normalised states at each CoT position where the separator ids `separator_token_ids` end (the whole sequence
+        inside the CoT span) plus the last CoT position,
         downsampled from M to K with [`downsample_segments`] (an empty CoT span repeats the final state K times).
 
         Args:
@@ -880,7 +920,7 @@ class LaserModel(LaserPreTrainedModel):
                 with EOS. Left padding (right padding is converted, the span indices moved along).
             attention_mask (`torch.Tensor` of shape `(batch, seq_len)`): 1 for real tokens.
             cot_start, cot_end (`torch.LongTensor` of shape `(batch,)`): the CoT span `[cot_start, cot_end)`.
-            separator_token_id: the boundary id, see [`get_segment_separator_id`].
+            separator_token_ids: the boundary id or id sequence, see [`get_segment_separator_ids`].
             num_latent_steps: K targets (default `config.num_latent_steps`).
             segment_downsampling: `"linspace"` or `"paper"` (default `config.segment_downsampling`).
 
@@ -913,7 +953,7 @@ class LaserModel(LaserPreTrainedModel):
 
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         in_span = (positions >= cot_start.unsqueeze(1)) & (positions < cot_end.unsqueeze(1))
-        boundaries = in_span & (input_ids == separator_token_id)
+        boundaries = _separator_ends(input_ids, separator_token_ids, cot_start) & in_span
         last = (cot_end - 1).clamp(min=0)
         boundaries[torch.arange(len(last)), last] |= cot_end > cot_start  # the last CoT position always counts
         segment_states, counts = [], []
@@ -956,7 +996,7 @@ __all__ = [
     "downsample_segments",
     "format_latent_text",
     "format_query",
-    "get_segment_separator_id",
+    "get_segment_separator_ids",
     "pad_left",
     "tokenize_latent_texts",
 ]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from .modeling_laser import LaserModel, build_explicit_inputs, get_segment_separator_id
+from .modeling_laser import LaserModel, build_explicit_inputs, get_segment_separator_ids
 
 
 # specs/laser.md §5: the BRIGHT-style CoT prompt of the training data (paraphrased structure, question wrapped).
@@ -119,7 +119,7 @@ class RewriteThenRetrieveEncoder:
             batch["attention_mask"],
             batch["cot_start"],
             batch["cot_end"],
-            separator_token_id=get_segment_separator_id(self.tokenizer),
+            separator_token_ids=get_segment_separator_ids(self.tokenizer),
         )
         return output.explicit_embeddings.float().cpu().numpy()
 

@@ -26,7 +26,7 @@ from .data_laser import validate_laser_dataset
 from .distributed import gather_with_grad, get_world_size, global_loss_scale
 from .losses import LaserLoss
 from .losses._utils import LASER_ARXIV_ID, LASER_CITATION
-from .modeling_laser import LaserModel, get_segment_separator_id
+from .modeling_laser import LaserModel, get_segment_separator_ids
 from .training_args_laser import LaserTrainingArguments
 
 
@@ -202,7 +202,7 @@ class LaserTrainer(ModelCardMixin, Trainer):
         model.config.segment_separator = args.segment_separator
         model.config.segment_downsampling = args.segment_downsampling
         model.config.explicit_max_length = args.explicit_max_length
-        self.separator_token_id = get_segment_separator_id(processing_class, args.segment_separator)
+        self.separator_token_ids = get_segment_separator_ids(processing_class, args.segment_separator)
 
         if data_collator is None:
             data_collator = LaserDataCollator(
@@ -323,7 +323,7 @@ class LaserTrainer(ModelCardMixin, Trainer):
                     inputs["explicit_attention_mask"],
                     inputs["explicit_cot_start"],
                     inputs["explicit_cot_end"],
-                    separator_token_id=self.separator_token_id,
+                    separator_token_ids=self.separator_token_ids,
                     num_latent_steps=K,
                     segment_downsampling=self.args.segment_downsampling,
                 )

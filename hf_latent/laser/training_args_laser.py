@@ -58,8 +58,9 @@ class LaserTrainingArguments(TrainingArguments):
             `config.num_latent_steps` (3 in the paper). The trainer writes the value it uses into the model config,
             so the saved model encodes with the same K. Must be >= 1.
         segment_separator (`str`, *optional*, defaults to `"\n\n"`):
-            CoT segment boundary: a CoT token counts as a boundary when its id equals the last token of
-            `tokenizer.encode(segment_separator)` (specs/laser.md §3.2).
+            CoT segment boundary: a segment ends where the ids the separator takes inside running text end (one
+            merged token for Qwen, two newline tokens for SmolLM2; see `get_segment_separator_ids`, specs/laser.md
+            §3.2).
         segment_downsampling (`str`, *optional*, defaults to `"linspace"`):
             How the M segment states are mapped to K targets: `"linspace"` (released code [C]) or `"paper"` [P]
             (specs/laser.md §3.3).
@@ -156,8 +157,9 @@ class LaserTrainingArguments(TrainingArguments):
     segment_separator: str = field(
         default="\n\n",
         metadata={
-            "help": "CoT segment boundary: a CoT token counts as a boundary when its id equals the last token of "
-            "tokenizer.encode(segment_separator) (specs/laser.md §3.2)."
+            "help": "CoT segment boundary: a segment ends where the ids the separator takes inside running text end "
+            "(one merged token for Qwen, two newline tokens for SmolLM2; see get_segment_separator_ids, "
+            "specs/laser.md §3.2)."
         },
     )
     segment_downsampling: str = field(

@@ -26,11 +26,11 @@ from hf_latent.laser import (
     downsample_segments,
     format_latent_text,
     format_query,
-    get_segment_separator_id,
+    get_segment_separator_ids,
     pad_left,
     tokenize_latent_texts,
 )
-from hf_latent.laser.modeling_laser import _decoder
+from hf_latent.laser.modeling_laser import _decoder, _separator_ends
 from hf_latent.testing_utils import CHATML_TEMPLATE, build_tiny_causal_lm, build_tiny_encoder, build_tiny_tokenizer
 
 
@@ -420,11 +420,16 @@ def test_segment_downsampling_edge_cases():
         downsample_segments(4, 3, "uniform")
 
 
-def _explicit_reference(causal_lm, ids, cot_start, cot_end, separator_id, num_steps, mode="linspace"):
+def _explicit_reference(causal_lm, ids, cot_start, cot_end, separator_ids, num_steps, mode="linspace"):
     """Unpadded single-row recomputation of the teacher outputs."""
     with torch.no_grad():
         hidden = causal_lm(input_ids=ids[None], output_hidden_states=True).hidden_states[-1][0]
-    boundaries = [p for p in range(cot_start, cot_end) if int(ids[p]) == separator_id]
+    length = len(separator_ids)
+    boundaries = [
+        p
+        for p in range(cot_start + length - 1, cot_end)
+        if tuple(ids[p - length + 1 : p + 1].tolist()) == separator_ids
+    ]
     if cot_end > cot_start and cot_end - 1 not in boundaries:
         boundaries.append(cot_end - 1)
     indices = downsample_segments(len(boundaries), num_steps, mode)
@@ -457,8 +462,9 @@ def test_build_explicit_inputs_layout(qwen3_tokenizer):
 def test_encode_explicit_matches_reference(qwen3_tokenizer, tiny_lm_factory, mode):
     causal_lm = tiny_lm_factory("qwen3")
     model = LaserModel.from_backbone(causal_lm)
-    separator_id = get_segment_separator_id(qwen3_tokenizer)
-    assert separator_id == qwen3_tokenizer.encode("\n\n", add_special_tokens=False)[-1]
+    separator_id = get_segment_separator_ids(qwen3_tokenizer)
+    newline = qwen3_tokenizer.convert_tokens_to_ids("Ċ")
+    assert separator_id == (newline, newline)  # byte-level BPE: "\n\n" before a word is two "\n" tokens
     queries = ["What is the capital of France?", "Who wrote the book?", "Why?"]
     rationales = [
         "Step 1: find the bridge entity.\n\nStep 2: look up the answer.\n\nSo the answer is: Paris.",
@@ -492,14 +498,72 @@ def test_encode_explicit_matches_reference(qwen3_tokenizer, tiny_lm_factory, mod
             torch.testing.assert_close(output.explicit_embeddings[row], expected[0], atol=1e-4, rtol=0)
             torch.testing.assert_close(output.segment_states[row], expected[1], atol=1e-4, rtol=0)
             assert int(output.num_segments[row]) == expected[2]
-    assert int(output.num_segments[2]) >= 6
+    # Paragraph breaks + the final CoT position; the third CoT is truncated after its fourth break.
+    assert output.num_segments.tolist() == [3, 1, 5]
+
+
+def _qwen_style_tokenizer():
+    """A byte-level BPE with Qwen2's pre-tokeniser regex, which keeps "\n\n" (and ".\n\n") as one piece."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    qwen_regex = (
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+        r"|\s+(?!\S)|\s+"
+    )
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(qwen_regex), behavior="isolated"), pre_tokenizers.ByteLevel(use_regex=False)]
+    )
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(["First step\n\nSecond step.\n\nThird step\n\n"] * 8, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend)
+
+
+def test_segment_separator_ids_follow_the_tokenizer(qwen3_tokenizer):
+    qwen_style = _qwen_style_tokenizer()
+    # Qwen: the released rule, the last id of encode("\n\n"), a standalone merged token.
+    merged = qwen_style.encode("\n\n", add_special_tokens=False)
+    assert get_segment_separator_ids(qwen_style) == (merged[-1],) and len(merged) == 1
+    ids = torch.tensor([qwen_style.encode("First step\n\nSecond step.\n\nThird step")])
+    # ".\n\n" is one merged token there and, as in the released code, not a boundary (spec §3.2 caveat).
+    span = torch.tensor([0])
+    assert _separator_ends(ids, get_segment_separator_ids(qwen_style), span).sum() == 1
+    # Byte-level GPT-2 regex (SmolLM2): two "\n" tokens in text, every paragraph break found once.
+    ids = torch.tensor([qwen3_tokenizer.encode("First step\n\nSecond step.\n\nThird step")])
+    ends = _separator_ends(ids, get_segment_separator_ids(qwen3_tokenizer), span)
+    assert ends.sum() == 2 and [qwen3_tokenizer.decode(ids[0, : p + 1])[-2:] for p in ends[0].nonzero()[:, 0]] == [
+        "\n\n",
+        "\n\n",
+    ]
+    # A match must start inside the span; an empty separator is refused.
+    assert _separator_ends(ids, get_segment_separator_ids(qwen3_tokenizer), torch.tensor([8])).sum() == 1
+    with pytest.raises(ValueError, match="empty"):
+        _separator_ends(ids, (), span)
+    with pytest.raises(ValueError, match="tokenises to nothing"):
+        get_segment_separator_ids(qwen3_tokenizer, "")
+
+
+@pytest.mark.slow
+def test_segment_separator_ids_on_smollm2():
+    from transformers import AutoTokenizer
+
+    from hf_latent.resources import default_backbone
+
+    tokenizer = AutoTokenizer.from_pretrained(default_backbone())
+    separator = get_segment_separator_ids(tokenizer)
+    assert tokenizer.decode(list(separator)) == "\n\n" and len(separator) == 2
+    batch = build_explicit_inputs(tokenizer, ["Who?"], ["Find the film.\n\nFind its director.\n\nSo: X."])
+    ends = _separator_ends(batch["input_ids"], separator, batch["cot_start"])
+    assert int(ends.sum()) == 2
 
 
 def test_encode_explicit_empty_cot_repeats_the_final_state(qwen3_tokenizer, tiny_lm_factory):
     model = LaserModel.from_backbone(tiny_lm_factory("qwen3"))
     batch = build_explicit_inputs(qwen3_tokenizer, ["What is the capital of France?"], ["Paris."], max_length=10)
     with torch.no_grad():
-        output = model.encode_explicit(**batch, separator_token_id=get_segment_separator_id(qwen3_tokenizer))
+        output = model.encode_explicit(**batch, separator_token_ids=get_segment_separator_ids(qwen3_tokenizer))
         final = _decoder(model.backbone)(**{k: batch[k] for k in ("input_ids", "attention_mask")}).last_hidden_state
     assert int(output.num_segments[0]) == 0
     torch.testing.assert_close(output.segment_states[0], final[0, -1].expand(3, -1), atol=1e-5, rtol=0)

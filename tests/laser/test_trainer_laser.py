@@ -88,7 +88,7 @@ def _hand_terms(model, batch, K, G, separator_id, tau=0.02, tau_kd=0.02, tau_mid
             batch["explicit_attention_mask"],
             batch["explicit_cot_start"],
             batch["explicit_cot_end"],
-            separator_token_id=separator_id,
+            separator_token_ids=separator_id,
             num_latent_steps=K,
         )
     Q, H = latent.embeddings, latent.latent_states
@@ -118,7 +118,7 @@ def test_compute_loss_terms_equal_the_spec_formulas(qwen3_tokenizer, rows, tmp_p
     loss = trainer.compute_loss(trainer.model, batch)
 
     expected = _hand_terms(
-        trainer.model, batch, K=3, G=2, separator_id=trainer.separator_token_id, tau=0.03, tau_kd=0.04
+        trainer.model, batch, K=3, G=2, separator_id=trainer.separator_token_ids, tau=0.03, tau_kd=0.04
     )
     components = _components(trainer)
     assert set(components) == set(TERMS)
