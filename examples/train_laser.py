@@ -17,7 +17,8 @@ Steps:
    LaSER config plus the adapter (`LaserModel.from_pretrained(output_dir)` reloads it on its base model). Either
    way `output_dir` also gets the tokenizer.
 5. A quick retrieval evaluation on the held-out split (`--eval_split`, demo/hotpotqa only) with
-   `hf_latent.evaluation.retrieval_eval.evaluate_retrieval`, written to `output_dir/eval_results.json`.
+   `hf_latent.evaluation.retrieval_eval.evaluate_retrieval`. It goes to `output_dir/train_results.json` together
+   with the training metrics and every logged loss term (`log_history`, for training curves).
 
 Example (a small CPU run, a few minutes):
 
@@ -102,6 +103,13 @@ class ScriptArguments:
     merge_lora: bool = field(
         default=True, metadata={"help": "Save the merged full model to output_dir (adapter in output_dir/adapter)."}
     )
+    teacher_model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Frozen teacher for --loss_variant no_co_learning_stage2: the stage-1 LaSER folder (trained with "
+            "--loss_variant no_co_learning_stage1)."
+        },
+    )
     eval_max_queries: int | None = field(default=None, metadata={"help": "Evaluate on the first N queries only."})
     eval_batch_size: int = field(default=8, metadata={"help": "Encoding batch size of the evaluation."})
 
@@ -175,7 +183,12 @@ def main(argv: list[str] | None = None) -> dict:
             target_modules=script_args.lora_target_modules,
         )
     trainer = LaserTrainer(
-        model=path, args=training_args, train_dataset=rows, processing_class=tokenizer, peft_config=peft_config
+        model=path,
+        args=training_args,
+        train_dataset=rows,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        teacher_model=script_args.teacher_model_name_or_path,
     )
     train_output = trainer.train()
 
@@ -189,14 +202,16 @@ def main(argv: list[str] | None = None) -> dict:
             tokenizer.save_pretrained(output_dir)
     else:
         trainer.save_model(str(output_dir))
-    results = {"train": train_output.metrics, "loss_variant": training_args.loss_variant}
+    log_history = [row for row in trainer.state.log_history if "loss" in row]
+    results = {"train": train_output.metrics, "loss_variant": training_args.loss_variant, "log_history": log_history}
 
     if task is not None and trainer.args.should_save:
         model.eval()
         report = evaluate(model, tokenizer, task, script_args.eval_batch_size, f"laser-{training_args.loss_variant}")
         results["eval"] = report.to_dict()
         print(reports_to_markdown([report]))
-        (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    if trainer.args.should_save:
+        (output_dir / "train_results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 

@@ -174,6 +174,7 @@ def train_latentrag(script_args, training_args, qa, trajectories, output_dir: Pa
         "train_loss": train_output.training_loss,
         "first_log": losses[0] if losses else None,
         "last_log": losses[-1] if losses else None,
+        "log_history": losses,
     }
 
 
@@ -231,6 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
         sft_losses = [row for row in sft_trainer.state.log_history if "loss" in row]
         summary["explicit_first_log"] = sft_losses[0] if sft_losses else None
         summary["explicit_last_log"] = sft_losses[-1] if sft_losses else None
+        summary["explicit_log_history"] = sft_losses
 
     timings["total_s"] = time.perf_counter() - started
     summary["timings"] = timings

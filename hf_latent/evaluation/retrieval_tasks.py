@@ -76,27 +76,33 @@ class RetrievalTask:
         )
 
 
-def hotpotqa_task(split: str = "test", relevance: str = "both") -> RetrievalTask:
-    """HotpotQA-500 retrieval: one split's questions against the whole pooled corpus.
+def hotpotqa_task(split: str = "test", relevance: str = "both", split_corpus: bool = False) -> RetrievalTask:
+    """HotpotQA-500 retrieval: one split's questions against the whole pooled corpus (or the split's own pool).
 
     Args:
         split: `train`, `dev` or `test`.
         relevance: `both` (the two supporting paragraphs) or `second_hop` (the bridge paragraph alone).
+        split_corpus: search only the split's own paragraphs (its questions' supporting paragraphs and distractors,
+            1,000 for the 100 test questions) instead of all 4,858; a cheaper, easier task for CPU comparisons.
     """
     if relevance not in {"both", "second_hop"}:
         raise ValueError(f"relevance must be 'both' or 'second_hop', got {relevance!r}.")
     qa = load_hotpotqa()
     questions = qa.split(split)
+    corpus = qa.corpus
+    if split_corpus:
+        pool = {pid for row in questions for pid in (*row["supporting_ids"], *row["negative_ids"])}
+        corpus = corpus.filter(lambda row: row["id"] in pool)
     qrels = {
         row["id"]: {pid: 1 for pid in (row["supporting_ids"] if relevance == "both" else row["supporting_ids"][1:])}
         for row in questions
     }
     return RetrievalTask(
-        name=f"hotpotqa-{split}-{relevance}",
+        name=f"hotpotqa-{split}-{relevance}" + ("-split_corpus" if split_corpus else ""),
         query_ids=list(questions["id"]),
         queries=list(questions["question"]),
         reasonings=list(questions["reasoning"]),
-        corpus=qa.corpus,
+        corpus=corpus,
         qrels=qrels,
     )
 
@@ -142,7 +148,7 @@ def bright_task(task: str, long_documents: bool = False) -> RetrievalTask:  # pr
 
 
 def load_retrieval_task(name: str) -> RetrievalTask:
-    """Build a task by name: `hotpotqa[-<split>][-second_hop]`, `bright-se-proxy` or `bright/<task>`."""
+    """Build a task by name: `hotpotqa[-<split>][-second_hop][-split_corpus]`, `bright-se-proxy` or `bright/<task>`."""
     if name == "bright-se-proxy":
         return bright_stackexchange_proxy_task()
     if name.startswith("bright/"):
@@ -151,10 +157,11 @@ def load_retrieval_task(name: str) -> RetrievalTask:
         parts = name.split("-")[1:]
         split = next((p for p in parts if p in {"train", "dev", "test"}), "test")
         relevance = "second_hop" if "second_hop" in parts else "both"
-        unknown = [p for p in parts if p not in {"train", "dev", "test", "second_hop", "both"}]
+        unknown = [p for p in parts if p not in {"train", "dev", "test", "second_hop", "both", "split_corpus"}]
         if not unknown:
-            return hotpotqa_task(split, relevance)
+            return hotpotqa_task(split, relevance, split_corpus="split_corpus" in parts)
     raise ValueError(
-        f"Unknown retrieval task {name!r}. Use hotpotqa[-train|-dev|-test][-both|-second_hop], bright-se-proxy, "
+        f"Unknown retrieval task {name!r}. Use hotpotqa[-train|-dev|-test][-both|-second_hop][-split_corpus], "
+        "bright-se-proxy, "
         "or bright/<task> (needs Hub access)."
     )

@@ -49,6 +49,12 @@ def test_task_names():
     assert all(len(docs) == 1 for docs in task.qrels.values())
     assert load_retrieval_task("hotpotqa").name == "hotpotqa-test-both"
     assert len(task.subset(7).queries) == 7
+    pooled, own = load_retrieval_task("hotpotqa-test"), load_retrieval_task("hotpotqa-test-both-split_corpus")
+    assert own.name == "hotpotqa-test-both-split_corpus" and own.qrels == pooled.qrels
+    # The test split's own paragraphs: every relevant paragraph is kept, the rest of the 4,858 pool is dropped.
+    own_ids = set(own.corpus["id"])
+    assert {pid for docs in own.qrels.values() for pid in docs} <= own_ids < set(pooled.corpus["id"])
+    assert len(own_ids) == 1000 and len(pooled.corpus) == 4858
     with pytest.raises(ValueError, match="Unknown retrieval task 'msmarco'"):
         load_retrieval_task("msmarco")
     with pytest.raises(ValueError, match="no queries"):
