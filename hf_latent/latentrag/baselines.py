@@ -11,9 +11,11 @@ information block) one more. Stage times: `prefill` (the prompt), `thoughts` (to
 tags, plus the passes that read an information block), `subqueries` (tokens inside `<search>…</search>`),
 `retrieval` (text-query embedding + faiss, as the paper charges it to baselines, §11) and `answer`.
 
-LatentRAG's own special tokens (placeholders, single-token tags) are masked out of the baselines' logits and the
-information blocks are tokenised as ordinary text, so the baselines see the tags as subwords, as a Search-R1
-checkpoint would (§11).
+LatentRAG's own special tokens (placeholders, single-token tags) are masked out of the baselines' logits, and the
+explicit agent's prompt and information blocks are tokenised with `trajectories.encode_explicit_text` (LatentRAG's
+tags as ordinary text, the tokenizer's own chat markers whole), so it sees and writes the tags as subwords, as a
+Search-R1 checkpoint would (§11). Its text format (prompt, turns, blocks) is defined once in `trajectories.py` and
+shared with its SFT data (`explicit_sft.py`).
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ import torch
 from .inference import CorpusLookup, LatentRAGResult, LatentRAGTrace, _device, _StageClock, check_index, search
 from .prompts import (
     NAIVE_RAG_PROMPT,
-    SEARCH_R1_PROMPT,
     check_question,
     encode_text,
     format_documents,
     render_user_turn,
     uses_chat_template,
 )
+from .trajectories import EXPLICIT_FORCED_ANSWER, encode_explicit_text, explicit_information_block, explicit_prompt
 
 
 if TYPE_CHECKING:
@@ -185,6 +187,8 @@ class ExplicitAgenticRAG(_TextRAGSystem):
     reference retriever and the top-k passages are appended as `\\n\\n<information>…</information>\\n\\n`, in one
     cached pass), at `</answer>`, or at EOS. After `max_searches` searches, or when a turn runs past
     `max_step_tokens`, the answer is forced by appending `\\n<answer>`. An empty sub-query searches the question.
+    The prompt and every inserted piece are tokenised with LatentRAG's tags as plain text
+    (`trajectories.encode_explicit_text`), exactly as `explicit_sft.tokenize_explicit_sft_example` builds its SFT data.
 
     Args:
         model, index, corpus, top_k, max_answer_tokens, use_chat_template: as in [`NaiveRAG`].
@@ -209,10 +213,11 @@ class ExplicitAgenticRAG(_TextRAGSystem):
         if max_step_tokens < 1:
             raise ValueError(f"max_step_tokens must be >= 1, got {max_step_tokens}.")
         self.max_step_tokens = max_step_tokens
+        self._latent_tokens = list(model.config.special_tokens)
 
-    def _encode_plain(self, text: str) -> list[int]:
-        # Tags as subwords (split_special_tokens), as the baseline's own tokenizer would see them.
-        return encode_text(self.tokenizer, text, templated=True, split_special_tokens=True)
+    def _encode_plain(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        # LatentRAG's tags as subwords, as a Search-R1 tokenizer would see them; the chat markers stay whole.
+        return encode_explicit_text(self.tokenizer, text, self._latent_tokens, add_special_tokens)
 
     @staticmethod
     def _mode(segment_text: str) -> str:
@@ -229,8 +234,9 @@ class ExplicitAgenticRAG(_TextRAGSystem):
             system=self.system_name, forward_passes={"prefill": 0, "thoughts": 0, "subqueries": 0, "answer": 0}
         )
         clock = _StageClock(trace, self.device)
-        prompt = render_user_turn(self.tokenizer, SEARCH_R1_PROMPT.format(question=question), self.templated)
-        logits, cache = self._step(encode_text(self.tokenizer, prompt, self.templated), None, trace, "prefill")
+        prompt = explicit_prompt(question, self.tokenizer, self.templated)
+        prompt_ids = self._encode_plain(prompt, add_special_tokens=not self.templated)
+        logits, cache = self._step(prompt_ids, None, trace, "prefill")
         clock.lap("prefill")
         pieces: list[str] = []  # everything written after the prompt: generated turns and inserted blocks
         segment: list[int] = []  # tokens of the current turn
@@ -262,8 +268,11 @@ class ExplicitAgenticRAG(_TextRAGSystem):
                 trace.actions.append("query")
                 documents = self._retrieve(query, trace)
                 clock.lap("retrieval")
-                block = format_documents(documents, self.model.config.document_template)
-                block = f"\n\n<information>{block}</information>\n\n"
+                block = explicit_information_block(
+                    [doc.get("title", "") for doc in documents],
+                    [doc.get("text", "") for doc in documents],
+                    self.model.config.document_template,
+                )
                 pieces.append(block)
                 logits, cache = self._step([token, *self._encode_plain(block)], cache, trace, "thoughts")
                 clock.lap("thoughts")
@@ -274,7 +283,7 @@ class ExplicitAgenticRAG(_TextRAGSystem):
                 clock.lap(mode)
                 pieces.append(segment_text)
                 forced = True
-                segment = self._encode_plain("\n<answer>")
+                segment = self._encode_plain(EXPLICIT_FORCED_ANSWER)
                 logits, cache = self._step([token, *segment], cache, trace, "answer")
                 clock.lap("answer")
                 continue

@@ -6,15 +6,17 @@ The teacher protocol of LatentRAG is Search-R1: the model writes `<think>…</th
 [`hf_latent.latentrag.ExplicitAgenticRAG`] builds at inference, so training and inference agree token by token:
 
 - prompt: `SEARCH_R1_PROMPT.format(question=…)` as one user turn (chat template when the tokenizer has one and
-  `config.use_chat_template`), else plain text + `"\\n"`, tokenised with `prompts.encode_text` as the baseline does;
+  `config.use_chat_template`), else plain text + `"\\n"` ([`explicit_prompt`]);
 - per retrieval step: `<think>{thought}</think>\\n<search>{sub_query}</search>` (what the model writes; generation
-  stops at `</search>`), then the block the baseline inserts, `\\n\\n<information>{docs}</information>\\n\\n` with
-  `prompts.format_documents` (one `Doc i (Title: …) …` line per passage);
+  stops at `</search>`), then the block the baseline inserts, `\\n\\n<information>{docs}</information>\\n\\n` (one
+  `Doc i (Title: …) …` line per passage);
 - final step: `<think>{thought}</think>\\n<answer>{answer}</answer>` and EOS.
 
-Every piece is tokenised separately with `split_special_tokens=True` and no special tokens, as the baseline tokenises
-its inserted blocks and as it sees its own output (LatentRAG's single-token tags are masked out of its logits, so it
-writes them as subwords).
+The text comes from the explicit-format functions of `trajectories.py`, which the baseline's inference loop uses too.
+The prompt and every completion piece are tokenised separately with `trajectories.encode_explicit_text`, as the
+baseline tokenises its prompt and inserted blocks: LatentRAG's placeholders and single-token tags (`<information>`,
+`<answer>`, …) are split into subwords, the tokenizer's own special tokens (chat-template markers) stay whole. The
+baseline also masks LatentRAG's tokens out of its logits, so it writes the tags as subwords too.
 
 **Loss mask (Search-R1).** Only the model's own text is a target: thoughts, search queries, the answer and EOS; the
 prompt and the `<information>` blocks are masked. TRL's `completion_only_loss` masks only the prompt of a
@@ -38,8 +40,14 @@ from typing import TYPE_CHECKING, Any
 from datasets import Dataset
 
 from .collator_latentrag import as_trajectory
-from .prompts import SEARCH_R1_PROMPT, encode_text, format_documents, render_user_turn, uses_chat_template
-from .trajectories import DEFAULT_DOCUMENT_TEMPLATE, Trajectory
+from .prompts import uses_chat_template
+from .trajectories import (
+    DEFAULT_DOCUMENT_TEMPLATE,
+    Trajectory,
+    encode_explicit_text,
+    explicit_prompt,
+    explicit_trajectory_segments,
+)
 
 
 if TYPE_CHECKING:
@@ -56,27 +64,14 @@ logger = logging.getLogger(__name__)
 EXPLICIT_LORA_TARGET_MODULES = "all-linear"
 
 
-def explicit_prompt(question: str, tokenizer: PreTrainedTokenizerBase, use_chat_template: bool = True) -> str:
-    """The Search-R1 prompt of `ExplicitAgenticRAG` for one question (one user turn, or plain text + newline)."""
-    return render_user_turn(tokenizer, SEARCH_R1_PROMPT.format(question=question.strip()), use_chat_template)
-
-
 def explicit_completion_segments(
     trajectory: Trajectory | Mapping[str, Any], document_template: str = DEFAULT_DOCUMENT_TEMPLATE
 ) -> list[tuple[str, bool]]:
     """The completion as `(text, is_target)` pieces, split where `ExplicitAgenticRAG` switches between generating
-    and inserting (see the module docstring). Concatenated, they are the text the baseline's context holds after the
-    prompt when it follows the trajectory."""
-    trajectory = as_trajectory(trajectory)
-    segments: list[tuple[str, bool]] = []
-    for step in trajectory.retrieval_steps:
-        segments.append((f"<think>{step.thought}</think>\n<search>{step.sub_query}</search>", True))
-        documents = [{"title": t, "text": x} for t, x in zip(step.retrieved_titles, step.retrieved_texts)]
-        segments.append(
-            (f"\n\n<information>{format_documents(documents, document_template)}</information>\n\n", False)
-        )
-    segments.append((f"<think>{trajectory.final_step.thought}</think>\n<answer>{trajectory.answer}</answer>", True))
-    return segments
+    and inserting (`trajectories.explicit_trajectory_segments`). Concatenated, they are
+    `trajectories.render_explicit_trajectory`: the text the baseline's context holds after the prompt when it follows
+    the trajectory."""
+    return explicit_trajectory_segments(as_trajectory(trajectory), document_template)
 
 
 def explicit_sft_example(
@@ -102,23 +97,29 @@ def tokenize_explicit_sft_example(
     use_chat_template: bool = True,
     document_template: str = DEFAULT_DOCUMENT_TEMPLATE,
     append_eos: bool = True,
+    latent_tokens: Sequence[str] | None = None,
 ) -> dict[str, list[int]]:
     """Token ids and `completion_mask` of one explicit SFT example (1 = loss target).
 
-    The prompt is tokenised as `ExplicitAgenticRAG` does (`encode_text`), every completion piece on its own with
-    `add_special_tokens=False, split_special_tokens=True` (the baseline's `_encode_plain`). The mask is 1 on thoughts,
-    searches, the answer and EOS; 0 on the prompt and the `<information>` blocks (Search-R1's loss masking).
+    The prompt and every completion piece are tokenised on their own with `trajectories.encode_explicit_text`, exactly
+    as `ExplicitAgenticRAG` feeds them at inference: LatentRAG's tokens (`latent_tokens`) as subwords, the tokenizer's
+    own BOS only on a plain-text prompt. The mask is 1 on thoughts, searches, the answer and EOS; 0 on the prompt and
+    the `<information>` blocks (Search-R1's loss masking).
+
+    Args:
+        latent_tokens (`Sequence[str]`, *optional*): LatentRAG's token strings, `model.config.special_tokens`;
+            defaults to `trajectories.latent_special_tokens()` (m = 4, n = 16, default tags).
 
     Returns:
-        `dict` with `input_ids`, `completion_mask` (`list[int]`, same length).
+        `dict` with `input_ids`, `completion_mask` (`list[int]`, both of length `num_tokens`).
     """
     trajectory = as_trajectory(trajectory)
     templated = uses_chat_template(tokenizer, use_chat_template)
     prompt = explicit_prompt(trajectory.question, tokenizer, use_chat_template)
-    input_ids = encode_text(tokenizer, prompt, templated)
+    input_ids = encode_explicit_text(tokenizer, prompt, latent_tokens, add_special_tokens=not templated)
     mask = [0] * len(input_ids)
     for text, target in explicit_completion_segments(trajectory, document_template):
-        ids = encode_text(tokenizer, text, templated=True, split_special_tokens=True)
+        ids = encode_explicit_text(tokenizer, text, latent_tokens)
         input_ids += ids
         mask += [int(target)] * len(ids)
     if append_eos and tokenizer.eos_token_id is not None:
@@ -133,15 +134,20 @@ def build_explicit_sft_dataset(
     use_chat_template: bool = True,
     document_template: str = DEFAULT_DOCUMENT_TEMPLATE,
     max_length: int | None = 3000,
+    latent_tokens: Sequence[str] | None = None,
 ) -> tuple[Dataset, int]:
     """A tokenised SFT dataset (`input_ids`, `completion_mask`) for `SFTTrainer`; examples longer than `max_length`
-    tokens are dropped with a warning (as LatentRAG's, spec §8 [D]).
+    tokens are dropped with a warning (as LatentRAG's, spec §8 [D]). `latent_tokens` as in
+    [`tokenize_explicit_sft_example`].
 
     Returns:
         `(dataset, num_dropped)`.
     """
     rows = [
-        tokenize_explicit_sft_example(row, tokenizer, use_chat_template, document_template) for row in trajectories
+        tokenize_explicit_sft_example(
+            row, tokenizer, use_chat_template, document_template, latent_tokens=latent_tokens
+        )
+        for row in trajectories
     ]
     kept = [row for row in rows if max_length is None or len(row["input_ids"]) <= max_length]
     dropped = len(rows) - len(kept)
@@ -245,14 +251,16 @@ def train_explicit_baseline(
     if tokenizer is None:
         raise ValueError("The model has no generator_tokenizer.")
     config = model.config
-    train_dataset, _ = build_explicit_sft_dataset(
-        train_trajectories, tokenizer, config.use_chat_template, config.document_template, max_length
-    )
+    dataset_kwargs = {
+        "use_chat_template": config.use_chat_template,
+        "document_template": config.document_template,
+        "max_length": max_length,
+        "latent_tokens": config.special_tokens,
+    }
+    train_dataset, _ = build_explicit_sft_dataset(train_trajectories, tokenizer, **dataset_kwargs)
     eval_dataset = None
     if eval_trajectories is not None:
-        eval_dataset, _ = build_explicit_sft_dataset(
-            eval_trajectories, tokenizer, config.use_chat_template, config.document_template, max_length
-        )
+        eval_dataset, _ = build_explicit_sft_dataset(eval_trajectories, tokenizer, **dataset_kwargs)
     args = args if args is not None else explicit_sft_config("explicit-sft-output")
     if not args.completion_only_loss:
         raise ValueError("completion_only_loss must be True: it is what masks the prompt and the documents.")

@@ -462,6 +462,10 @@ class LatentRAGModel(LatentRAGPreTrainedModel):
         retriever (`PreTrainedModel`, *optional*): an already built retriever.
     """
 
+    # `forward` returns a per-micro-batch token-mean loss and takes no `num_items_in_batch` (its `**kwargs` would
+    # swallow it): `Trainer` must divide the loss by the gradient-accumulation steps itself, not sum the micro-batches.
+    accepts_loss_kwargs = False
+
     def __init__(
         self,
         config: LatentRAGConfig,

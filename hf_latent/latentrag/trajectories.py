@@ -7,9 +7,11 @@ sub-query and the top-3 documents it retrieved, then a final thought and the ans
   (HotpotQA-500 with templated text, the demo corpus and IRCoT with their per-hop annotations);
 - fills each sub-query's top-10 pseudo-relevant ids (spec §7.2) with [`attach_pseudo_relevant_ids`], given any
   search callable (so it does not depend on the index implementation);
-- renders the explicit Search-R1 text for the SFT baseline ([`render_explicit_trajectory`]) and the LatentRAG
-  layout of spec §3 as loss-flagged text segments ([`render_latent_trajectory_segments`]), and tokenises the latter
-  into `input_ids`, §7.1 `labels` and placeholder positions ([`tokenize_latent_trajectory`]).
+- renders the LatentRAG layout of spec §3 as loss-flagged text segments ([`render_latent_trajectory_segments`]) and
+  tokenises it into `input_ids`, §7.1 `labels` and placeholder positions ([`tokenize_latent_trajectory`]);
+- defines the explicit (Search-R1) baseline's text format once, for its inference loop (`ExplicitAgenticRAG`) and its
+  SFT data (`explicit_sft.py`): prompt, turns, information blocks ([`render_explicit_trajectory`]) and the
+  tokenisation that reads LatentRAG's tags as plain text ([`encode_explicit_text`]).
 
 Document storage [D]: a step keeps `retrieved_titles` and `retrieved_texts` (the passage text without its title)
 side by side, so every renderer can format `Doc i (Title: {title}) {text}` (spec §3) itself.
@@ -25,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset, Features, Value
+
+from .prompts import SEARCH_R1_PROMPT, render_user_turn
 
 
 if TYPE_CHECKING:
@@ -549,23 +553,6 @@ def latent_prompt(
     return f"{content}\n"
 
 
-def render_explicit_trajectory(trajectory: Trajectory, document_template: str = DEFAULT_DOCUMENT_TEMPLATE) -> str:
-    """The Search-R1 text of a trajectory (the assistant part, after the prompt), for the explicit SFT baseline.
-
-    Per retrieval step `<think>{thought}</think>\\n<search>{sub_query}</search>\\n<information>{docs}</information>\\n`
-    with `{docs}` from [`render_documents`] (each document ends in a newline), then
-    `<think>{final thought}</think>\\n<answer>{answer}</answer>`. The prompt (instruction and question) is the
-    caller's, as in Search-R1.
-    """
-    parts = []
-    for step in trajectory.retrieval_steps:
-        parts.append(f"<think>{step.thought}</think>\n<search>{step.sub_query}</search>\n")
-        documents = render_documents(step.retrieved_titles, step.retrieved_texts, document_template)
-        parts.append(f"<information>{documents}</information>\n")
-    parts.append(f"<think>{trajectory.final_step.thought}</think>\n<answer>{trajectory.answer}</answer>")
-    return "".join(parts)
-
-
 @dataclass(frozen=True)
 class LatentTrajectoryTokens:
     """The token strings of the LatentRAG layout (spec §3), each a single special token of the tokenizer.
@@ -863,3 +850,118 @@ def tokenize_latent_trajectory(
         "sub_queries": [step.sub_query for step in trajectory.retrieval_steps],
         "pseudo_relevant_ids": [list(step.pseudo_relevant_ids) for step in trajectory.retrieval_steps],
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Explicit (Search-R1) format of the agentic baseline
+# ---------------------------------------------------------------------------------------------------------------------
+# The one definition of the text `ExplicitAgenticRAG` reads, writes and inserts (spec §10, Search-R1's layout). Its
+# inference loop, the SFT data of `explicit_sft.py` and `render_explicit_trajectory` all build on these functions, so
+# training and inference agree token by token.
+
+# What the baseline appends when the search cap or the turn length forces the answer.
+EXPLICIT_FORCED_ANSWER = "\n<answer>"
+
+
+def explicit_prompt(question: str, tokenizer: PreTrainedTokenizerBase, use_chat_template: bool = True) -> str:
+    """The Search-R1 prompt of the explicit baseline: one user turn plus the generation prompt when `use_chat_template`
+    and the tokenizer has a chat template, else plain text + `"\\n"`."""
+    return render_user_turn(tokenizer, SEARCH_R1_PROMPT.format(question=question.strip()), use_chat_template)
+
+
+def explicit_search_turn(thought: str, sub_query: str) -> str:
+    """What the agent writes on a retrieval step: `<think>{thought}</think>\\n<search>{sub_query}</search>`
+    (generation stops at `</search>`)."""
+    return f"<think>{thought}</think>\n<search>{sub_query}</search>"
+
+
+def explicit_information_block(
+    titles: Sequence[str], texts: Sequence[str], document_template: str = DEFAULT_DOCUMENT_TEMPLATE
+) -> str:
+    """What the search engine inserts after `</search>`: `\\n\\n<information>{docs}</information>\\n\\n`, with one
+    `Doc i (Title: …) …` line per passage and no newline after the last (Search-R1 strips it)."""
+    documents = render_documents(titles, texts, document_template).removesuffix("\n")
+    return f"\n\n<information>{documents}</information>\n\n"
+
+
+def explicit_answer_turn(thought: str, answer: str) -> str:
+    """What the agent writes on the final step: `<think>{thought}</think>\\n<answer>{answer}</answer>`."""
+    return f"<think>{thought}</think>\n<answer>{answer}</answer>"
+
+
+def explicit_trajectory_segments(
+    trajectory: Trajectory, document_template: str = DEFAULT_DOCUMENT_TEMPLATE
+) -> list[tuple[str, bool]]:
+    """The explicit completion (everything after the prompt) as `(text, written_by_model)` pieces, split where the
+    baseline switches between generating (turns, `True`) and inserting (information blocks, `False`)."""
+    segments: list[tuple[str, bool]] = []
+    for step in trajectory.retrieval_steps:
+        segments.append((explicit_search_turn(step.thought, step.sub_query), True))
+        segments.append(
+            (explicit_information_block(step.retrieved_titles, step.retrieved_texts, document_template), False)
+        )
+    segments.append((explicit_answer_turn(trajectory.final_step.thought, trajectory.answer), True))
+    return segments
+
+
+def render_explicit_trajectory(trajectory: Trajectory, document_template: str = DEFAULT_DOCUMENT_TEMPLATE) -> str:
+    """The Search-R1 text of a trajectory after the prompt, exactly as the explicit baseline's context holds it.
+
+    Per retrieval step [`explicit_search_turn`] + [`explicit_information_block`], then [`explicit_answer_turn`]. The
+    prompt is [`explicit_prompt`].
+    """
+    return "".join(text for text, _ in explicit_trajectory_segments(trajectory, document_template))
+
+
+def _tokenizer_special_affixes(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer adds before and after a text with `add_special_tokens=True` (e.g. BOS)."""
+    wrapped = list(tokenizer("a", add_special_tokens=True)["input_ids"])
+    bare = list(tokenizer("a", add_special_tokens=False)["input_ids"])
+    for start in range(len(wrapped) - len(bare) + 1):
+        if wrapped[start : start + len(bare)] == bare:
+            return wrapped[:start], wrapped[start + len(bare) :]
+    return [], []
+
+
+def encode_explicit_text(
+    tokenizer: PreTrainedTokenizerBase,
+    text: str,
+    latent_tokens: Iterable[str] | None = None,
+    add_special_tokens: bool = False,
+) -> list[int]:
+    """Token ids of explicit-baseline text, with LatentRAG's tokens read as ordinary text (spec §11).
+
+    The explicit agent writes its tags as text, as a Search-R1 checkpoint would, so the strings of `latent_tokens`
+    (`<information>`, `<answer>`, … are LatentRAG special tokens of the shared tokenizer) are split into subwords.
+    Every other added token of the tokenizer (chat-template markers such as `<|im_start|>`, EOS) stays one token.
+    Both the baseline's inference loop and its SFT data encode with this function.
+
+    Args:
+        tokenizer: the generator tokenizer.
+        text (`str`): a prompt, a turn or an inserted block.
+        latent_tokens (`Iterable[str]`, *optional*): LatentRAG's token strings (`config.special_tokens`); defaults to
+            [`latent_special_tokens`]`()`.
+        add_special_tokens (`bool`, *optional*, defaults to `False`): add the tokenizer's own BOS / EOS wrapping
+            (plain-text prompts; chat templates write their own).
+
+    Returns:
+        `list[int]` of length `num_tokens`.
+    """
+    latent = set(latent_special_tokens() if latent_tokens is None else latent_tokens)
+    kept = {
+        token: index for token, index in tokenizer.get_added_vocab().items() if token not in latent and token in text
+    }
+    # The tokenizer splits its input at added tokens before pre-tokenising, so encoding the pieces between the kept
+    # tokens one by one gives the ids it would give for the whole text (byte-level BPE, as Qwen and SmolLM2).
+    pattern = "|".join(re.escape(token) for token in sorted(kept, key=len, reverse=True))
+    pieces = re.split(f"({pattern})", text) if kept else [text]
+    ids: list[int] = []
+    for piece in pieces:
+        if piece in kept:
+            ids.append(kept[piece])
+        elif piece:
+            ids += tokenizer(piece, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    if add_special_tokens:
+        head, tail = _tokenizer_special_affixes(tokenizer)
+        ids = head + ids + tail
+    return ids

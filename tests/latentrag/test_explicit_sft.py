@@ -18,7 +18,11 @@ from hf_latent.latentrag.explicit_sft import (
     train_explicit_baseline,
 )
 from hf_latent.latentrag.inference import LatentRAGTrace
-from hf_latent.latentrag.trajectories import trajectories_from_multihop, trajectories_to_dataset
+from hf_latent.latentrag.trajectories import (
+    render_explicit_trajectory,
+    trajectories_from_multihop,
+    trajectories_to_dataset,
+)
 from hf_latent.testing_utils import (
     build_tiny_causal_lm,
     build_tiny_encoder,
@@ -84,16 +88,20 @@ def test_completion_text_and_loss_mask(trajectories):
     masked = tokenizer.decode([i for i, m in zip(ids, mask) if not m])
     assert all(text in masked for s in trajectory.retrieval_steps for text in s.retrieved_texts)
     assert "<information>" not in targets and trajectory.question not in targets
-    # In the completion, LatentRAG's single-token tags are subwords, as the baseline writes and reads them (the
-    # prompt is encoded exactly as ExplicitAgenticRAG encodes it).
-    prompt_length = mask.index(1)
+    # LatentRAG's single-token tags are subwords everywhere, the prompt's tags included, as the baseline writes and
+    # reads them; the chat markers stay single tokens.
     special = set(model.config.special_tokens)
-    assert not {tokenizer.convert_ids_to_tokens(i) for i in ids[prompt_length:]} & special
+    assert not {tokenizer.convert_ids_to_tokens(i) for i in ids} & special
+    prompt_ids = ids[: mask.index(1)]
+    assert tokenizer.decode(prompt_ids) == example["prompt"] and "<information>" in example["prompt"]
+    assert prompt_ids[0] == tokenizer.convert_tokens_to_ids("<|im_start|>")
 
 
 @pytest.mark.parametrize("chat_template", [True, False])
 def test_training_sequence_is_what_the_baseline_sees_at_inference(trajectories, demo, chat_template):
-    """Teacher-force ExplicitAgenticRAG through a trajectory: its context must equal the SFT input ids."""
+    """Teacher-force ExplicitAgenticRAG through a trajectory: the ids it feeds (prompt, its own tokens, inserted
+    blocks) must equal the SFT input ids, with LatentRAG's tags as subwords in both, and its transcript must be
+    `render_explicit_trajectory`."""
     model = build_model(chat_template)
     trajectory = trajectories[1]
     encoded = tokenize_explicit_sft_example(trajectory, model.generator_tokenizer, use_chat_template=chat_template)
@@ -126,6 +134,13 @@ def test_training_sequence_is_what_the_baseline_sees_at_inference(trajectories, 
     assert result.answer == trajectory.answer
     assert result.trace.num_retrievals == trajectory.num_retrievals
     assert fed + [generated[-1]] == ids
+    # The prompt's `<information>`/`<answer>` tags were read as text at inference too, not as LatentRAG's tokens.
+    assert not set(fed) & set(model.generator_tokenizer.convert_tokens_to_ids(model.config.special_tokens))
+    im_start = model.generator_tokenizer.convert_tokens_to_ids("<|im_start|>")
+    assert (fed[0] == im_start) is chat_template
+    # One format: the baseline's transcript is the rendered trajectory and the SFT completion.
+    assert result.trace.generated_text == render_explicit_trajectory(trajectory)
+    assert result.trace.generated_text == explicit_sft_example(trajectory, model.generator_tokenizer)["completion"]
 
 
 def test_dataset_drops_long_examples(trajectories, caplog):

@@ -468,3 +468,42 @@ def test_optional_generator_adapter(tmp_path):
     loaded = AutoModel.from_pretrained(tmp_path)
     with torch.no_grad():
         torch.testing.assert_close(loaded(input_ids).logits, model(input_ids).logits)
+
+
+@pytest.mark.parametrize("accepts_loss_kwargs", [False, True])
+def test_trainer_averages_the_loss_over_gradient_accumulation(tmp_path, accepts_loss_kwargs):
+    """`forward` ignores `num_items_in_batch`, so `accepts_loss_kwargs = False` must make `Trainer` divide each
+    micro-batch loss by the accumulation steps: the logged loss is the mean of the micro-batch losses. With `True`
+    (what `Trainer` would infer from the `**kwargs` of `forward`), it is their sum."""
+    from transformers import Trainer, TrainingArguments, default_data_collator
+
+    assert LatentRAGModel.accepts_loss_kwargs is False
+    torch.manual_seed(0)
+    model = build_tiny_latentrag()
+    examples = []
+    for answer in ("Paris", "Berlin is the capital"):
+        input_ids, labels = _trajectory(model, answer)
+        examples.append({"input_ids": input_ids[0], "labels": labels[0]})
+    with torch.no_grad():
+        losses = [model(ex["input_ids"][None], labels=ex["labels"][None]).loss.item() for ex in examples]
+    assert abs(losses[0] - losses[1]) > 0.01  # the mean is not just one of them
+    model.accepts_loss_kwargs = accepts_loss_kwargs
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=2,
+        max_steps=1,
+        learning_rate=0.0,
+        logging_steps=1,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=default_data_collator)
+    assert trainer.model_accepts_loss_kwargs is accepts_loss_kwargs
+    trainer.train()
+    logged = next(entry["loss"] for entry in trainer.state.log_history if "loss" in entry)
+    expected = sum(losses) if accepts_loss_kwargs else sum(losses) / 2
+    assert logged == pytest.approx(expected, abs=1e-3)

@@ -18,6 +18,8 @@ from hf_latent.latentrag.trajectories import (
     Trajectory,
     TrajectoryStep,
     attach_pseudo_relevant_ids,
+    encode_explicit_text,
+    explicit_trajectory_segments,
     latent_prompt,
     latent_special_tokens,
     render_explicit_trajectory,
@@ -28,7 +30,7 @@ from hf_latent.latentrag.trajectories import (
     trajectories_from_multihop,
     trajectories_to_dataset,
 )
-from hf_latent.testing_utils import build_tiny_tokenizer
+from hf_latent.testing_utils import build_tiny_encoder_tokenizer, build_tiny_tokenizer
 
 
 def hand_trajectory() -> Trajectory:
@@ -279,19 +281,51 @@ def test_attach_pseudo_relevant_ids_with_fake_search():
 
 
 def test_render_explicit_trajectory_exact_string():
+    """The layout of `ExplicitAgenticRAG`: it stops generating at `</search>` and inserts
+    `\\n\\n<information>{docs}</information>\\n\\n` (Search-R1's block, no newline after the last document)."""
     assert render_explicit_trajectory(hand_trajectory()) == (
         "<think>Find Tarnwick.</think>\n"
-        "<search>Tarnwick</search>\n"
-        "<information>Doc 1 (Title: Tarnwick) Tarnwick lies on the Selwen.\n"
-        "Doc 2 (Title: Ostbridge) Ostbridge is a port.\n"
-        "</information>\n"
+        "<search>Tarnwick</search>"
+        "\n\n<information>Doc 1 (Title: Tarnwick) Tarnwick lies on the Selwen.\n"
+        "Doc 2 (Title: Ostbridge) Ostbridge is a port.</information>\n\n"
         "<think>Check the river.</think>\n"
-        "<search>Selwen River</search>\n"
-        "<information>Doc 1 (Title: Selwen River) The Selwen flows south.\n"
-        "</information>\n"
+        "<search>Selwen River</search>"
+        "\n\n<information>Doc 1 (Title: Selwen River) The Selwen flows south.</information>\n\n"
         "<think>Done.</think>\n"
         "<answer>Selwen River</answer>"
     )
+    segments = explicit_trajectory_segments(hand_trajectory())
+    assert [written for _, written in segments] == [True, False, True, False, True]
+    assert "".join(text for text, _ in segments) == render_explicit_trajectory(hand_trajectory())
+
+
+def test_encode_explicit_text_reads_latent_tags_as_text_and_keeps_chat_markers():
+    """The explicit baseline's tags are subwords (as the tokenizer without LatentRAG's tokens encodes them), while the
+    tokenizer's own special tokens (chat markers) stay single tokens."""
+    latent = latent_special_tokens()
+    base = build_tiny_tokenizer()
+    shared = build_tiny_tokenizer(extra_special_tokens=latent)
+    text = (
+        "<|im_start|>user\nCall <search> q </search>, read <information> Doc 1 </information>, then <answer> x "
+        "</answer>.<|im_end|>\n<|im_start|>assistant\n<think>a</think><think_1>"
+    )
+    ids = encode_explicit_text(shared, text, latent)
+    assert ids == base(text, add_special_tokens=False)["input_ids"]
+    assert ids.count(shared.convert_tokens_to_ids("<|im_start|>")) == 2
+    assert not set(ids) & set(shared.convert_tokens_to_ids(latent))
+    assert shared.decode(ids) == text
+    # The default token set is LatentRAG's default one.
+    assert encode_explicit_text(shared, text) == ids
+    # The tokenizer's own BOS/EOS wrapping on request (a BERT-style [CLS] … [SEP] here).
+    encoder = build_tiny_encoder_tokenizer()
+    encoder.add_special_tokens({"additional_special_tokens": ["<answer>"]})
+    wrapped = encode_explicit_text(encoder, "<answer> x", ["<answer>"], add_special_tokens=True)
+    cls_id, sep_id = encoder.convert_tokens_to_ids(["[CLS]", "[SEP]"])
+    assert wrapped == [
+        cls_id,
+        *encoder("<answer> x", add_special_tokens=False, split_special_tokens=True)["input_ids"],
+        sep_id,
+    ]
 
 
 def test_render_latent_segments_layout():
