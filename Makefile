@@ -22,6 +22,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	HF_HUB_DISABLE_TELEMETRY=1 $(PY) examples/demo.py
 
+# Both papers' comparisons at small scale on CPU (~2 h, resumable: finished stages are skipped on a rerun).
+reproduce: $(STAMP)
+	HF_HUB_DISABLE_TELEMETRY=1 $(PY) examples/reproduce.py $(REPRODUCE_ARGS)
+
 # Fast suite plus the `slow` tests (real default models and ../shared/data); `long` and `gpu` stay off.
 test: $(STAMP)
 	HF_HUB_DISABLE_TELEMETRY=1 $(PY) -m pytest -m "not long and not gpu" $(PYTEST_ARGS)
