@@ -1,6 +1,7 @@
 """Shared math and input checks for the LaSER loss terms (specs/laser.md §4).
 
-Each loss module is a thin, documented wrapper around one of the two functions here, so InfoNCE and the
+The base class and the scalar checks come from [`hf_latent.core.losses`] (shared with LatentRAG); `check_temperature`
+and `check_weight` are re-exported here for the loss modules. Each loss module is a thin, documented wrapper around one of the two functions here, so InfoNCE and the
 teacher-to-student KL are written once:
 
 - [`info_nce`]: `(1/B) Σ_i CE(Q_i P^T / τ, y_i)` with `y_i = i·G` (terms 1 and 2 of §4).
@@ -9,12 +10,11 @@ teacher-to-student KL are written once:
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+
+from ...core.losses import LossBase, check_temperature, check_tensor, check_weight
 
 
 LASER_ARXIV_ID = "2603.01425"
@@ -30,36 +30,10 @@ LASER_CITATION = """@misc{jin2026laser,
 }"""
 
 
-class LaserLossBase(nn.Module):
+class LaserLossBase(LossBase):
     """Common surface of the LaSER loss modules: `get_config_dict()` (for the model card), `citation`, and a repr."""
 
-    def get_config_dict(self) -> dict[str, Any]:
-        """The constructor arguments that define this loss, for the model card and logging."""
-        raise NotImplementedError
-
-    @property
-    def citation(self) -> str:
-        """BibTeX of the LaSER paper (arXiv 2603.01425)."""
-        return LASER_CITATION
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{key}={value}" for key, value in self.get_config_dict().items())
-
-
-def check_temperature(name: str, value: float) -> float:
-    """Return `value` as a float, or raise `ValueError` unless it is a positive finite number."""
-    value = float(value)
-    if not 0.0 < value < math.inf:
-        raise ValueError(f"{name} must be a positive finite number, got {value}.")
-    return value
-
-
-def check_weight(name: str, value: float) -> float:
-    """Return `value` as a float, or raise `ValueError` unless it is a non-negative finite number."""
-    value = float(value)
-    if not 0.0 <= value < math.inf:
-        raise ValueError(f"{name} must be a non-negative finite number, got {value}.")
-    return value
+    CITATION = LASER_CITATION
 
 
 def check_group_size(group_size: int | None) -> int | None:
@@ -67,13 +41,6 @@ def check_group_size(group_size: int | None) -> int | None:
     if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1):
         raise ValueError(f"group_size must be None or an integer >= 1, got {group_size!r}.")
     return group_size
-
-
-def _check_ndim(name: str, tensor: Tensor, ndim: int, shape_doc: str) -> None:
-    if not isinstance(tensor, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {shape_doc}, got {type(tensor).__name__}.")
-    if tensor.ndim != ndim:
-        raise ValueError(f"{name} must have shape {shape_doc}, got {tuple(tensor.shape)}.")
 
 
 def check_passage_pool(
@@ -85,7 +52,7 @@ def check_passage_pool(
     inferred as `P.shape[0] // num_queries` and the rows must divide evenly; otherwise `P` must have exactly
     `num_queries * group_size` rows.
     """
-    _check_ndim(f"{loss_name}: passage_embeddings", passage_embeddings, 2, "(batch * group_size, hidden)")
+    check_tensor("passage_embeddings", passage_embeddings, 2, "(batch * group_size, hidden)", loss_name)
     if num_queries < 1:
         raise ValueError(f"{loss_name}: need at least one query, got a batch of {num_queries}.")
     num_passages, passage_hidden = passage_embeddings.shape
@@ -111,12 +78,12 @@ def check_passage_pool(
 
 def check_vectors(name: str, tensor: Tensor, loss_name: str) -> None:
     """Raise unless `tensor` is 2-D `(batch, hidden)`."""
-    _check_ndim(f"{loss_name}: {name}", tensor, 2, "(batch, hidden)")
+    check_tensor(name, tensor, 2, "(batch, hidden)", loss_name)
 
 
 def check_steps(name: str, tensor: Tensor, loss_name: str) -> None:
     """Raise unless `tensor` is 3-D `(batch, num_latent_steps, hidden)`."""
-    _check_ndim(f"{loss_name}: {name}", tensor, 3, "(batch, num_latent_steps, hidden)")
+    check_tensor(name, tensor, 3, "(batch, num_latent_steps, hidden)", loss_name)
 
 
 def check_same_shape(name_a: str, a: Tensor, name_b: str, b: Tensor, loss_name: str) -> None:
@@ -182,3 +149,22 @@ def teacher_student_kl(student_logits: Tensor, teacher_logits: Tensor, temperatu
         upcast(teacher_logits.detach()).to(student_log_probs.dtype) / temperature, dim=-1
     )
     return F.kl_div(student_log_probs, teacher_log_probs, reduction="batchmean", log_target=True)
+
+
+__all__ = [
+    "LASER_ARXIV_ID",
+    "LASER_CITATION",
+    "LaserLossBase",
+    "check_group_size",
+    "check_passage_pool",
+    "check_same_shape",
+    "check_steps",
+    "check_temperature",
+    "check_tensor",
+    "check_vectors",
+    "check_weight",
+    "info_nce",
+    "similarity",
+    "teacher_student_kl",
+    "upcast",
+]

@@ -1,5 +1,7 @@
 """Shared pieces of the LatentRAG loss terms (specs/latentrag.md §7): base class, citation, checks, token CE.
 
+The base class and the scalar/tensor checks come from [`hf_latent.core.losses`] (shared with LaSER).
+
 - [`LatentRAGLossBase`]: `get_config_dict()`, `citation` and a repr for every loss module.
 - [`token_cross_entropy`]: the token-mean next-token CE of [`GenerationLoss`] and [`LatentDecodingLoss`], with the
   Hugging Face label convention (labels aligned with `input_ids`, shifted here).
@@ -7,12 +9,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+
+from ...core.losses import LossBase, check_temperature, check_tensor, check_weight
 
 
 LATENTRAG_ARXIV_ID = "2605.06285"
@@ -28,46 +31,10 @@ LATENTRAG_CITATION = """@misc{zheng2026latentrag,
 }"""
 
 
-class LatentRAGLossBase(nn.Module):
+class LatentRAGLossBase(LossBase):
     """Common surface of the LatentRAG loss modules: `get_config_dict()` (model card), `citation`, and a repr."""
 
-    def get_config_dict(self) -> dict[str, Any]:
-        """The constructor arguments that define this loss, for the model card and logging."""
-        raise NotImplementedError
-
-    @property
-    def citation(self) -> str:
-        """BibTeX of the LatentRAG paper (arXiv 2605.06285)."""
-        return LATENTRAG_CITATION
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{key}={value}" for key, value in self.get_config_dict().items())
-
-
-def check_temperature(name: str, value: float) -> float:
-    """Return `value` as a float, or raise `ValueError` unless it is a positive finite number."""
-    value = float(value)
-    if not 0.0 < value < math.inf:
-        raise ValueError(f"{name} must be a positive finite number, got {value}.")
-    return value
-
-
-def check_weight(name: str, value: float) -> float:
-    """Return `value` as a float, or raise `ValueError` unless it is a non-negative finite number."""
-    value = float(value)
-    if not 0.0 <= value < math.inf:
-        raise ValueError(f"{name} must be a non-negative finite number, got {value}.")
-    return value
-
-
-def check_tensor(name: str, tensor: Any, ndim: int, shape_doc: str, loss_name: str) -> None:
-    """Raise `TypeError`/`ValueError` unless `tensor` is a `Tensor` with `ndim` dimensions."""
-    if not isinstance(tensor, Tensor):
-        raise TypeError(
-            f"{loss_name}: {name} must be a torch.Tensor of shape {shape_doc}, got {type(tensor).__name__}."
-        )
-    if tensor.ndim != ndim:
-        raise ValueError(f"{loss_name}: {name} must have shape {shape_doc}, got {tuple(tensor.shape)}.")
+    CITATION = LATENTRAG_CITATION
 
 
 def check_logits_and_labels(logits_name: str, logits: Any, labels_name: str, labels: Any, loss_name: str) -> None:
@@ -130,3 +97,15 @@ def token_cross_entropy(
     if isinstance(denominator, Tensor):
         denominator = denominator.to(summed.device, summed.dtype)
     return summed / denominator
+
+
+__all__ = [
+    "LATENTRAG_ARXIV_ID",
+    "LATENTRAG_CITATION",
+    "LatentRAGLossBase",
+    "check_logits_and_labels",
+    "check_temperature",
+    "check_tensor",
+    "check_weight",
+    "token_cross_entropy",
+]
