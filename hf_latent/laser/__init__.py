@@ -11,7 +11,13 @@ from transformers import AutoConfig, AutoModel
 
 from .collator_laser import LaserDataCollator
 from .configuration_laser import DEFAULT_INSTRUCTION, DEFAULT_QUERY_TEMPLATE, LaserConfig
-from .data_laser import laser_rows_from_multihop, validate_laser_dataset
+from .data_laser import (
+    laser_rows_from_multihop,
+    make_rationale_generator,
+    oracle_rationale,
+    standardize_laser_columns,
+    validate_laser_dataset,
+)
 from .losses import LOSS_VARIANTS, LaserLoss
 from .modeling_laser import (
     LaserExplicitOutput,
@@ -27,7 +33,8 @@ from .modeling_laser import (
     pad_left,
     tokenize_latent_texts,
 )
-from .trainer_laser import LaserTrainer, laser_lora_config
+from .rewrite import RewriteThenRetrieveEncoder
+from .trainer_laser import LASER_LORA_TARGET_MODULES, LaserTrainer, laser_lora_config
 from .training_args_laser import LaserTrainingArguments
 
 
@@ -39,6 +46,7 @@ LaserModel.register_for_auto_class("AutoModel")
 __all__ = [
     "DEFAULT_INSTRUCTION",
     "DEFAULT_QUERY_TEMPLATE",
+    "LASER_LORA_TARGET_MODULES",
     "LOSS_VARIANTS",
     "LaserConfig",
     "LaserDataCollator",
@@ -49,6 +57,7 @@ __all__ = [
     "LaserPreTrainedModel",
     "LaserTrainer",
     "LaserTrainingArguments",
+    "RewriteThenRetrieveEncoder",
     "build_explicit_inputs",
     "build_latent_inputs",
     "downsample_segments",
@@ -57,7 +66,10 @@ __all__ = [
     "get_segment_separator_ids",
     "laser_lora_config",
     "laser_rows_from_multihop",
+    "make_rationale_generator",
+    "oracle_rationale",
     "pad_left",
+    "standardize_laser_columns",
     "tokenize_latent_texts",
     "validate_laser_dataset",
 ]
