@@ -307,11 +307,17 @@ def tokenize_latent_texts(
         all_ids.append(ids)
         num_truncated += truncated
     if num_truncated:
-        logger.warning(
+        # Warn once per max_length; a corpus encoded batch by batch would otherwise repeat it for every batch.
+        log = logger.info if max_length in _TRUNCATION_WARNED else logger.warning
+        _TRUNCATION_WARNED.add(max_length)
+        log(
             f"{num_truncated} of {len(texts)} texts exceed max_length={max_length} tokens and were truncated "
-            "(end of the content dropped, template kept)."
+            "(end of the content dropped, template kept; later truncations at this length are logged at INFO)."
         )
     return all_ids
+
+
+_TRUNCATION_WARNED: set[int] = set()
 
 
 def pad_left(

@@ -27,6 +27,7 @@ from hf_latent.laser import (
     format_latent_text,
     format_query,
     get_segment_separator_ids,
+    modeling_laser,
     pad_left,
     tokenize_latent_texts,
 )
@@ -282,7 +283,10 @@ def test_build_latent_inputs_pads_left(qwen3_tokenizer):
     assert int((batch["input_ids"][batch["attention_mask"] == 0] != qwen3_tokenizer.pad_token_id).sum()) == 0
 
 
-def test_long_text_is_truncated_inside_the_content_with_one_warning(qwen3_tokenizer, tiny_lm_factory, caplog):
+def test_long_text_is_truncated_inside_the_content_with_one_warning(
+    qwen3_tokenizer, tiny_lm_factory, caplog, monkeypatch
+):
+    monkeypatch.setattr(modeling_laser, "_TRUNCATION_WARNED", set())
     long_text = " ".join(["The quick brown fox jumps over the lazy dog."] * 40)
     max_length = 48
     with caplog.at_level(logging.WARNING):
@@ -295,9 +299,15 @@ def test_long_text_is_truncated_inside_the_content_with_one_warning(qwen3_tokeni
         assert qwen3_tokenizer.decode(row).startswith("<|im_start|>user\nInstruct: ")
     model = LaserModel.from_backbone(tiny_lm_factory("qwen3"))
     caplog.clear()
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         embeddings = model.encode([long_text, "short"], qwen3_tokenizer, max_length=max_length)
     assert embeddings.shape == (2, 64)
+    # Warned once per max_length: a corpus encoded batch by batch does not repeat the warning for every batch.
+    levels = [record.levelno for record in caplog.records if "truncated" in record.getMessage()]
+    assert levels == [logging.INFO]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        model.encode([long_text], qwen3_tokenizer, max_length=max_length + 1)
     assert sum("truncated" in record.getMessage() for record in caplog.records) == 1
     with pytest.raises(ValueError, match="max_length"):
         tokenize_latent_texts(qwen3_tokenizer, [long_text], max_length=5)
