@@ -1,6 +1,32 @@
-"""Machinery shared by the LaSER and LatentRAG packages (loss base class and argument checks)."""
+"""Machinery shared by the LaSER and LatentRAG packages (loss base class, loss and training-argument checks)."""
 
 from .losses import LossBase, check_positive, check_temperature, check_tensor, check_weight
+from .training import (
+    apply_trainer_defaults,
+    check_fields,
+    check_int_fields,
+    check_loss_variant,
+    check_positive_fields,
+    check_weight_fields,
+    is_int,
+    is_number,
+    resolve_loss_weights,
+)
 
 
-__all__ = ["LossBase", "check_positive", "check_temperature", "check_tensor", "check_weight"]
+__all__ = [
+    "LossBase",
+    "apply_trainer_defaults",
+    "check_fields",
+    "check_int_fields",
+    "check_loss_variant",
+    "check_positive",
+    "check_positive_fields",
+    "check_temperature",
+    "check_tensor",
+    "check_weight",
+    "check_weight_fields",
+    "is_int",
+    "is_number",
+    "resolve_loss_weights",
+]

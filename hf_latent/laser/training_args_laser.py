@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from transformers import TrainingArguments
 
+from ..core.training import (
+    apply_trainer_defaults,
+    check_int_fields,
+    check_loss_variant,
+    check_positive_fields,
+    check_weight_fields,
+    is_int,
+    resolve_loss_weights,
+)
 from .configuration_laser import SEGMENT_DOWNSAMPLING_MODES
 from .losses import LOSS_VARIANTS
 
@@ -295,29 +303,16 @@ class LaserTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
-        if self.loss_variant not in LOSS_VARIANTS:
-            raise ValueError(f"Unknown `loss_variant` {self.loss_variant!r}; expected one of {sorted(LOSS_VARIANTS)}.")
-        for name in ("temperature", "kd_temperature", "trajectory_temperature"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0.0 < float(value) < math.inf:
-                raise ValueError(f"`{name}` must be a positive finite number, got {value!r}.")
-        for name in LOSS_WEIGHT_FIELDS:
-            value = getattr(self, name)
-            if value is not None and (not _is_number(value) or not 0.0 <= float(value) < math.inf):
-                raise ValueError(f"`{name}` must be None or a non-negative finite number, got {value!r}.")
-        if self.num_latent_steps is not None and not _is_positive_int(self.num_latent_steps):
+        check_loss_variant(self.loss_variant, LOSS_VARIANTS)
+        check_positive_fields(self, "temperature", "kd_temperature", "trajectory_temperature")
+        check_weight_fields(self, *LOSS_WEIGHT_FIELDS)
+        if self.num_latent_steps is not None and not is_int(self.num_latent_steps, 1):
             raise ValueError(
                 f"`num_latent_steps` (K) must be None or an integer >= 1 (1 = single pass), got {self.num_latent_steps!r}."
             )
-        for name in ("train_group_size", "query_max_length", "passage_max_length", "explicit_max_length"):
-            if not _is_positive_int(getattr(self, name)):
-                raise ValueError(f"`{name}` must be an integer >= 1, got {getattr(self, name)!r}.")
-        if isinstance(self.min_rationale_chars, bool) or not isinstance(self.min_rationale_chars, int):
-            raise ValueError(f"`min_rationale_chars` must be an integer >= 0, got {self.min_rationale_chars!r}.")
-        if self.min_rationale_chars < 0:
-            raise ValueError(f"`min_rationale_chars` must be an integer >= 0, got {self.min_rationale_chars!r}.")
-        if self.pad_to_multiple_of is not None and not _is_positive_int(self.pad_to_multiple_of):
-            raise ValueError(f"`pad_to_multiple_of` must be None or an integer >= 1, got {self.pad_to_multiple_of!r}.")
+        check_int_fields(self, "train_group_size", "query_max_length", "passage_max_length", "explicit_max_length")
+        check_int_fields(self, "min_rationale_chars", minimum=0)
+        check_int_fields(self, "pad_to_multiple_of", optional=True)
         if self.segment_downsampling not in SEGMENT_DOWNSAMPLING_MODES:
             raise ValueError(
                 f"`segment_downsampling` must be one of {SEGMENT_DOWNSAMPLING_MODES}, got {self.segment_downsampling!r}."
@@ -344,24 +339,13 @@ class LaserTrainingArguments(TrainingArguments):
                 "num_latent_steps=1 with trajectory_kl_weight > 0: process alignment is undefined without latent steps "
                 "(specs/laser.md §7); the term then aligns the single pooled state with the CoT's last segment."
             )
-        if self.remove_unused_columns:
-            logger.warning(
-                "remove_unused_columns=True would drop the text columns LaserDataCollator needs; setting it to False."
-            )
-            self.remove_unused_columns = False
-        # Explicit CPU-sane default (STYLE §2): no activation checkpointing unless asked for, under either name.
-        if self.activation_checkpointing is None and self.gradient_checkpointing is None:
-            self.activation_checkpointing = False
+        apply_trainer_defaults(self, "text", "LaserDataCollator", logger)
         super().__post_init__()
 
     @property
     def loss_weights(self) -> dict[str, float]:
         """The four loss weights after precedence (explicit field > `loss_variant`), keyed by field name."""
-        variant = LOSS_VARIANTS[self.loss_variant]
-        return {
-            name: float(getattr(variant, name) if getattr(self, name) is None else getattr(self, name))
-            for name in LOSS_WEIGHT_FIELDS
-        }
+        return resolve_loss_weights(self, LOSS_VARIANTS[self.loss_variant], LOSS_WEIGHT_FIELDS)
 
     @property
     def uses_frozen_teacher(self) -> bool:
@@ -387,14 +371,6 @@ class LaserTrainingArguments(TrainingArguments):
             "group_size": self.train_group_size,
             "frozen_teacher": self.uses_frozen_teacher,
         }
-
-
-def _is_number(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float))
-
-
-def _is_positive_int(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and value >= 1
 
 
 __all__ = ["LaserTrainingArguments"]

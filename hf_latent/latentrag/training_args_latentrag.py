@@ -9,12 +9,24 @@ from typing import Any
 
 from transformers import TrainingArguments
 
+from ..core.training import (
+    apply_trainer_defaults,
+    check_fields,
+    check_int_fields,
+    check_loss_variant,
+    check_positive_fields,
+    check_weight_fields,
+    is_number,
+    resolve_loss_weights,
+)
 from .losses import DEFAULT_RETRIEVAL_TEMPERATURE, LATENTRAG_LOSS_VARIANTS
 
 
 logger = logging.getLogger(__name__)
 
 AUTO_TEMPERATURE = "auto"
+# Loss-weight fields (Eq. 11) and the `LatentRAGLossVariant` attribute each one defaults to.
+LOSS_WEIGHT_FIELDS = ("retrieval_weight", "decoding_weight")
 
 
 @dataclass
@@ -264,29 +276,20 @@ class LatentRAGTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
-        if self.loss_variant not in LATENTRAG_LOSS_VARIANTS:
-            raise ValueError(
-                f"Unknown `loss_variant` {self.loss_variant!r}; expected one of {sorted(LATENTRAG_LOSS_VARIANTS)}."
-            )
+        check_loss_variant(self.loss_variant, LATENTRAG_LOSS_VARIANTS)
         self.retrieval_temperature = _parse_temperature(self.retrieval_temperature)
-        for name in ("retrieval_weight", "decoding_weight"):
-            value = getattr(self, name)
-            if value is not None and (not _is_number(value) or not 0.0 <= float(value) < math.inf):
-                raise ValueError(f"`{name}` must be None or a non-negative finite number, got {value!r}.")
-        for name in ("num_pseudo_relevant", "num_infonce_positives", "max_length", "temperature_calibration_batches"):
-            if not _is_int(getattr(self, name), minimum=1):
-                raise ValueError(f"`{name}` must be an integer >= 1, got {getattr(self, name)!r}.")
-        for name in ("num_length_bins", "generator_lora_rank", "retriever_lora_rank"):
-            if not _is_int(getattr(self, name), minimum=0):
-                raise ValueError(f"`{name}` must be an integer >= 0, got {getattr(self, name)!r}.")
-        for name in ("generator_lora_alpha", "retriever_lora_alpha"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0.0 < float(value) < math.inf:
-                raise ValueError(f"`{name}` must be a positive finite number, got {value!r}.")
-        for name in ("generator_lora_dropout", "retriever_lora_dropout"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0.0 <= float(value) < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1), got {value!r}.")
+        check_weight_fields(self, *LOSS_WEIGHT_FIELDS)
+        check_int_fields(
+            self, "num_pseudo_relevant", "num_infonce_positives", "max_length", "temperature_calibration_batches"
+        )
+        check_int_fields(self, "num_length_bins", "generator_lora_rank", "retriever_lora_rank", minimum=0)
+        check_positive_fields(self, "generator_lora_alpha", "retriever_lora_alpha")
+        check_fields(
+            self,
+            ("generator_lora_dropout", "retriever_lora_dropout"),
+            lambda value: is_number(value) and 0.0 <= float(value) < 1.0,
+            "in [0, 1)",
+        )
         if self.generator_lora_target_modules is not None and (
             isinstance(self.generator_lora_target_modules, str) or not self.generator_lora_target_modules
         ):
@@ -294,29 +297,13 @@ class LatentRAGTrainingArguments(TrainingArguments):
         weights = self.loss_weights
         if weights["retrieval_weight"] == 0 and weights["decoding_weight"] == 0:
             logger.warning("retrieval_weight and decoding_weight are both 0: only L_gen trains (plain SFT).")
-        if self.remove_unused_columns:
-            logger.warning(
-                "remove_unused_columns=True would drop the trajectory columns LatentRAGDataCollator needs; setting it "
-                "to False."
-            )
-            self.remove_unused_columns = False
-        # Explicit CPU-sane default (STYLE §2): no activation checkpointing unless asked for, under either name.
-        if self.activation_checkpointing is None and self.gradient_checkpointing is None:
-            self.activation_checkpointing = False
+        apply_trainer_defaults(self, "trajectory", "LatentRAGDataCollator", logger)
         super().__post_init__()
 
     @property
     def loss_weights(self) -> dict[str, float]:
         """λ_ret and λ_dec after precedence (explicit field > `loss_variant`), keyed by field name."""
-        variant = LATENTRAG_LOSS_VARIANTS[self.loss_variant]
-        return {
-            "retrieval_weight": float(
-                variant.retrieval_weight if self.retrieval_weight is None else self.retrieval_weight
-            ),
-            "decoding_weight": float(
-                variant.decoding_weight if self.decoding_weight is None else self.decoding_weight
-            ),
-        }
+        return resolve_loss_weights(self, LATENTRAG_LOSS_VARIANTS[self.loss_variant], LOSS_WEIGHT_FIELDS)
 
     @property
     def calibrates_temperature(self) -> bool:
@@ -354,17 +341,9 @@ def _parse_temperature(value: Any) -> float | str:
             value = float(value)
         except ValueError:
             raise ValueError(f"`retrieval_temperature` must be a positive number or 'auto', got {value!r}.") from None
-    if not _is_number(value) or not 0.0 < float(value) < math.inf:
+    if not is_number(value) or not 0.0 < float(value) < math.inf:
         raise ValueError(f"`retrieval_temperature` must be a positive number or 'auto', got {value!r}.")
     return float(value)
-
-
-def _is_number(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float))
-
-
-def _is_int(value: object, minimum: int) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and value >= minimum
 
 
 __all__ = ["AUTO_TEMPERATURE", "LatentRAGTrainingArguments"]
