@@ -1,5 +1,7 @@
-"""Machinery shared by the LaSER and LatentRAG packages (loss base class, loss and training-argument checks)."""
+"""Machinery shared by the LaSER and LatentRAG packages: loss base class, loss and training-argument checks, and the
+trainers' per-term loss logging."""
 
+from .loss_logging import LossLoggingMixin
 from .losses import LossBase, check_positive, check_temperature, check_tensor, check_weight
 from .training import (
     apply_trainer_defaults,
@@ -16,6 +18,7 @@ from .training import (
 
 __all__ = [
     "LossBase",
+    "LossLoggingMixin",
     "apply_trainer_defaults",
     "check_fields",
     "check_int_fields",

@@ -915,8 +915,19 @@ class ModelCardMixin:
     the model type), and `save_model` writes the card next to the weights (main process only).
 
     Put it first in the bases: `class LaserTrainer(ModelCardMixin, Trainer)`. `Trainer.push_to_hub` calls
-    `create_model_card` before uploading, so pushed repositories carry the card.
+    `create_model_card` before uploading, so pushed repositories carry the card. `__init__` also registers a
+    [`ModelCardCallback`] (unless `callbacks` holds one) and tags the model with the class's `_tag_names`.
     """
+
+    _tag_names: list[str] = []
+
+    def __init__(self, *args: Any, callbacks: Sequence[TrainerCallback] | None = None, **kwargs: Any) -> None:
+        callbacks = list(callbacks or [])
+        if not any(isinstance(callback, ModelCardCallback) for callback in callbacks):
+            callbacks.append(ModelCardCallback())
+        super().__init__(*args, callbacks=callbacks, **kwargs)
+        if hasattr(self.model, "add_model_tags"):
+            self.model.add_model_tags(self._tag_names)
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
         kind = getattr(self.accelerator.unwrap_model(self.model).config, "model_type", None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections import defaultdict
 from typing import Any
 
 import torch
@@ -20,7 +19,8 @@ from transformers import (
     TrainingArguments,
 )
 
-from ..hub.model_card import LASER_TEMPLATE, ModelCardCallback, ModelCardMixin
+from ..core.loss_logging import LossLoggingMixin
+from ..hub.model_card import LASER_TEMPLATE, ModelCardMixin
 from .collator_laser import LaserDataCollator
 from .data_laser import validate_laser_dataset
 from .distributed import gather_with_grad, get_world_size, global_loss_scale
@@ -90,7 +90,7 @@ def _load_laser_model(model: str | os.PathLike | PreTrainedModel | None) -> Lase
     )
 
 
-class LaserTrainer(ModelCardMixin, Trainer):
+class LaserTrainer(ModelCardMixin, LossLoggingMixin, Trainer):
     r"""
     Trainer for LaSER (Jin et al., [arXiv 2603.01425](https://arxiv.org/abs/2603.01425)): one backbone trained in two
     views with `L = L_cl^L + λ1·L_cl^E + λ2·L_kl^out + λ3·L_kl^mid` (specs/laser.md §4).
@@ -232,8 +232,6 @@ class LaserTrainer(ModelCardMixin, Trainer):
                         raise ValueError(f"{name}: {error}") from error
 
         callbacks = list(callbacks or [])
-        if not any(isinstance(callback, ModelCardCallback) for callback in callbacks):
-            callbacks.append(ModelCardCallback())
         if isinstance(data_collator, LaserDataCollator):
             callbacks.append(_EpochCallback(data_collator))
         super().__init__(
@@ -247,14 +245,7 @@ class LaserTrainer(ModelCardMixin, Trainer):
             optimizers=optimizers,
             **kwargs,
         )
-        # `Trainer.prediction_step` only computes an eval loss for models that "can return a loss"; ours comes from
-        # `compute_loss`, so evaluation datasets give `eval_loss` and the logged components.
-        self.can_return_loss = True
-        self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
-
         self.teacher_model = self._prepare_teacher(teacher_model, model)
-        if hasattr(self.model, "add_model_tags"):
-            self.model.add_model_tags(self._tag_names)
 
     # -- construction helpers ----------------------------------------------------------------------------------------
 
@@ -373,17 +364,11 @@ class LaserTrainer(ModelCardMixin, Trainer):
         return scaled
 
     def _record_metrics(self, components, num_segments, reduce: bool) -> None:
-        mode = "train" if self.model.training else "eval"
         values = {f"{METRIC_PREFIX}{name}": value for name, value in components.items()}
         if num_segments is not None:
             values[NUM_SEGMENTS_METRIC] = num_segments.float().mean()
-        if not values:
-            return
-        stacked = torch.stack([value.detach().float() for value in values.values()])
-        if reduce:  # per-process pools: report the mean over processes, like the Trainer's own loss
-            stacked = self.accelerator.reduce(stacked, reduction="mean")
-        for name, value in zip(values, stacked.tolist()):
-            self._metrics[mode][name].append(value)
+        # Per-process pools (`reduce`): report the mean over processes, like the Trainer's own loss.
+        self._store_metrics(values, reduce)
 
     # -- logging -----------------------------------------------------------------------------------------------------
 
@@ -391,19 +376,13 @@ class LaserTrainer(ModelCardMixin, Trainer):
         return global_loss_scale() if self.args.gather_across_devices else 1
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add the averaged loss components (TRL style) and report the *unscaled* total loss."""
-        mode = "train" if self.model.training else "eval"
-        metrics = {key: sum(values) / len(values) for key, values in self._metrics[mode].items() if values}
-        if mode == "eval":
-            metrics = {f"eval_{key}": value for key, value in metrics.items()}
+        """Report the *unscaled* total loss, plus the averaged loss components ([`LossLoggingMixin.log`])."""
         scale = self._loss_scale()
         if scale != 1:  # the Trainer accumulated the world-size-scaled loss used for backward (§4: log it unscaled)
             for key in ("loss", "train_loss"):
                 if key in logs:
                     logs[key] = logs[key] / scale
-        logs.update(metrics)
         super().log(logs, start_time)
-        self._metrics[mode].clear()
 
     def train(self, *args, **kwargs):
         output = super().train(*args, **kwargs)

@@ -13,7 +13,8 @@ from torch import nn
 from transformers import AutoModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import has_length
 
-from ..hub.model_card import LATENTRAG_TEMPLATE, ModelCardCallback, ModelCardMixin
+from ..core.loss_logging import LossLoggingMixin
+from ..hub.model_card import LATENTRAG_TEMPLATE, ModelCardMixin
 from .collator_latentrag import LatentRAGDataCollator, LengthBinnedSampler, as_trajectory
 from .losses import (
     DEFAULT_RETRIEVAL_TEMPERATURE,
@@ -225,7 +226,7 @@ def _load_model(model: str | os.PathLike | LatentRAGModel) -> LatentRAGModel:
 # ------------------------------------------------------------------------------------------------- trainer
 
 
-class LatentRAGTrainer(ModelCardMixin, Trainer):
+class LatentRAGTrainer(ModelCardMixin, LossLoggingMixin, Trainer):
     r"""
     Trainer for LatentRAG (Zheng and Worring, [arXiv 2605.06285](https://arxiv.org/abs/2605.06285)).
 
@@ -346,9 +347,6 @@ class LatentRAGTrainer(ModelCardMixin, Trainer):
                 eval_dataset, processing_class, model.config, args.max_length, "eval_dataset"
             )
 
-        callbacks = list(callbacks or [])
-        if not any(isinstance(callback, ModelCardCallback) for callback in callbacks):
-            callbacks.append(ModelCardCallback())
         super().__init__(
             model=model,
             args=args,
@@ -363,8 +361,6 @@ class LatentRAGTrainer(ModelCardMixin, Trainer):
         # The loss is a per-batch mean of three terms (L_ret and L_dec are not per-token sums): the Trainer divides it
         # by the accumulation steps itself, and needs no `num_items_in_batch`.
         self.model_accepts_loss_kwargs = False
-        self.can_return_loss = True
-        self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
 
         if args.calibrates_temperature:
             beta = self.calibrate_retrieval_temperature()
@@ -374,8 +370,6 @@ class LatentRAGTrainer(ModelCardMixin, Trainer):
         self.loss_fn = LatentRAGLoss.for_variant(args.loss_variant, **args.loss_kwargs(beta))
         # The saved model records the β it was trained with (the config field exists for this, §7.2).
         self.model.config.retrieval_temperature = beta
-        if hasattr(self.model, "add_model_tags"):
-            self.model.add_model_tags(self._tag_names)
         logger.info(
             "LatentRAG %s: %d trainable tensors, β = %.4g, %d trajectories (%d dropped).",
             args.loss_variant,
@@ -504,7 +498,7 @@ class LatentRAGTrainer(ModelCardMixin, Trainer):
         if action_labels is not None and outputs.action_logits.shape[0] == action_labels.shape[0] > 0:
             predicted = outputs.action_logits.detach().argmax(dim=-1)  # ties → ⟨query⟩, as `select_action`
             metrics[ACTION_ACCURACY_METRIC] = (predicted == action_labels.to(predicted.device)).float().mean()
-        self._record_metrics(metrics)
+        self._store_metrics(metrics, reduce=self.accelerator.num_processes > 1)
         if return_outputs:
             return loss, {"action_logits": outputs.action_logits, "components": components}
         return loss
@@ -566,28 +560,6 @@ class LatentRAGTrainer(ModelCardMixin, Trainer):
         # Every name of a tied table (named_parameters deduplicates them).
         masked = {name for name, p in model.named_parameters(remove_duplicate=False) if trainable_rows(p) is not None}
         return [name for name in names if name not in masked]
-
-    # -- logging -------------------------------------------------------------------------------------------------------
-
-    def _record_metrics(self, metrics: Mapping[str, torch.Tensor]) -> None:
-        mode = "train" if self.model.training else "eval"
-        if not metrics:
-            return
-        stacked = torch.stack([value.detach().float().reshape(()) for value in metrics.values()])
-        if self.accelerator.num_processes > 1:
-            stacked = self.accelerator.reduce(stacked, reduction="mean")
-        for name, value in zip(metrics, stacked.tolist()):
-            self._metrics[mode][name].append(value)
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add the loss components averaged over the interval (TRL style)."""
-        mode = "train" if self.model.training else "eval"
-        metrics = {key: sum(values) / len(values) for key, values in self._metrics[mode].items() if values}
-        if mode == "eval":
-            metrics = {f"eval_{key}": value for key, value in metrics.items()}
-        logs.update(metrics)
-        super().log(logs, start_time)
-        self._metrics[mode].clear()
 
 
 __all__ = [
