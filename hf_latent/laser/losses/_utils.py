@@ -1,14 +1,17 @@
 """Shared math and input checks for the LaSER loss terms (specs/laser.md §4).
 
 The base class and the scalar checks come from [`hf_latent.core.losses`] (shared with LatentRAG); `check_temperature`
-and `check_weight` are re-exported here for the loss modules. Each loss module is a thin, documented wrapper around one of the two functions here, so InfoNCE and the
-teacher-to-student KL are written once:
+and `check_weight` are re-exported here for the loss modules. Each loss module is a thin, documented wrapper around one
+of the two functions here, so InfoNCE and the teacher-to-student KL are written once:
 
 - [`info_nce`]: `(1/B) Σ_i CE(Q_i P^T / τ, y_i)` with `y_i = i·G` (terms 1 and 2 of §4).
-- [`teacher_student_kl`]: `(1/N) Σ_n KL(softmax(sg(t_n)/τ) ‖ softmax(s_n/τ))` (terms 3 and 4 of §4).
+- [`teacher_student_kl`]: `(1/N) Σ_n KL(softmax(sg(t_n)/τ) ‖ softmax(s_n/τ))` (terms 3 and 4 of §4), applied to
+  pool scores by [`pool_distillation_kl`]; [`PoolLossBase`] holds the τ and G of the terms over the passage pool.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +44,21 @@ def check_group_size(group_size: int | None) -> int | None:
     if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1):
         raise ValueError(f"group_size must be None or an integer >= 1, got {group_size!r}.")
     return group_size
+
+
+class PoolLossBase(LaserLossBase):
+    """A LaSER term over the in-batch passage pool: a temperature τ and an optional group size G (`None` = inferred)."""
+
+    def __init__(self, temperature: float, group_size: int | None = None) -> None:
+        super().__init__()
+        self.temperature = check_temperature("temperature", temperature)
+        self.group_size = check_group_size(group_size)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"temperature": self.temperature}
+        if self.group_size is not None:
+            config["group_size"] = self.group_size
+        return config
 
 
 def check_passage_pool(
@@ -129,6 +147,34 @@ def info_nce(queries: Tensor, passages: Tensor, temperature: float, group_size: 
     return F.cross_entropy(scores, targets, reduction="mean")
 
 
+def teacher_passage_pool(
+    passage_embeddings: Tensor, teacher_passage_embeddings: Tensor | None, loss_name: str
+) -> Tensor:
+    """The pool the teacher scores against: `teacher_passage_embeddings` (a frozen teacher's, same shape as P) or P."""
+    if teacher_passage_embeddings is None:
+        return passage_embeddings
+    check_same_shape(
+        "passage_embeddings", passage_embeddings, "teacher_passage_embeddings", teacher_passage_embeddings, loss_name
+    )
+    return teacher_passage_embeddings
+
+
+def pool_distillation_kl(
+    student: Tensor, teacher: Tensor, passages: Tensor, teacher_passages: Tensor, temperature: float
+) -> Tensor:
+    """[`teacher_student_kl`] of the scores `student @ passages.T` against `sg(teacher @ teacher_passages.T)`.
+
+    Args:
+        student, teacher (`Tensor` of shape `(rows, hidden)`): query-side vectors; the teacher side is detached
+            before the matmul, so no graph is built for it.
+        passages, teacher_passages (`Tensor` of shape `(batch * group_size, hidden)`): the pool of each side.
+        temperature (`float`): τ of both softmaxes.
+    """
+    student_scores = similarity(student, passages)
+    teacher_scores = similarity(teacher.detach(), teacher_passages.detach())
+    return teacher_student_kl(student_scores, teacher_scores, temperature)
+
+
 def teacher_student_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
     """Row-mean forward KL from a detached teacher to the student: `(1/N) Σ_n KL(softmax(sg(t_n)/τ) ‖ softmax(s_n/τ))`.
 
@@ -155,6 +201,7 @@ __all__ = [
     "LASER_ARXIV_ID",
     "LASER_CITATION",
     "LaserLossBase",
+    "PoolLossBase",
     "check_group_size",
     "check_passage_pool",
     "check_same_shape",
@@ -164,7 +211,9 @@ __all__ = [
     "check_vectors",
     "check_weight",
     "info_nce",
+    "pool_distillation_kl",
     "similarity",
+    "teacher_passage_pool",
     "teacher_student_kl",
     "upcast",
 ]

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor
 
 from ._utils import (
-    LaserLossBase,
-    check_group_size,
+    PoolLossBase,
     check_passage_pool,
     check_same_shape,
-    check_temperature,
     check_vectors,
-    similarity,
-    teacher_student_kl,
+    pool_distillation_kl,
+    teacher_passage_pool,
 )
 
 
-class OutputDistillationLoss(LaserLossBase):
+class OutputDistillationLoss(PoolLossBase):
     r"""KL from the teacher's in-batch score distribution to the student's, teacher detached.
 
     `L_kl^out = (1/B) Σ_i KL( softmax(sg(S^E_i)/τ_kd) ‖ softmax(S^L_i/τ_kd) )` with `S^L = Q P^T` and
@@ -71,9 +67,7 @@ class OutputDistillationLoss(LaserLossBase):
     """
 
     def __init__(self, temperature: float = 0.02, group_size: int | None = None) -> None:
-        super().__init__()
-        self.temperature = check_temperature("temperature", temperature)
-        self.group_size = check_group_size(group_size)
+        super().__init__(temperature, group_size)
 
     def forward(
         self,
@@ -91,23 +85,8 @@ class OutputDistillationLoss(LaserLossBase):
         )
         num_queries, hidden_size = query_embeddings.shape
         check_passage_pool(num_queries, passage_embeddings, hidden_size, self.group_size, name)
-        if teacher_passage_embeddings is None:
-            teacher_passage_embeddings = passage_embeddings
-        else:
-            check_same_shape(
-                "passage_embeddings",
-                passage_embeddings,
-                "teacher_passage_embeddings",
-                teacher_passage_embeddings,
-                name,
-            )
-        student_scores = similarity(query_embeddings, passage_embeddings)  # S^L
-        # sg(S^E): detached before the matmul, so no graph is built for the teacher side at all.
-        teacher_scores = similarity(teacher_query_embeddings.detach(), teacher_passage_embeddings.detach())  # S^E
-        return teacher_student_kl(student_scores, teacher_scores, self.temperature)
-
-    def get_config_dict(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"temperature": self.temperature}
-        if self.group_size is not None:
-            config["group_size"] = self.group_size
-        return config
+        teacher_passages = teacher_passage_pool(passage_embeddings, teacher_passage_embeddings, name)
+        # S^L = Q P^T against sg(S^E) = sg(Q* P^T): no graph is built for the teacher side.
+        return pool_distillation_kl(
+            query_embeddings, teacher_query_embeddings, passage_embeddings, teacher_passages, self.temperature
+        )

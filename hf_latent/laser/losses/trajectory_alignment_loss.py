@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch.nn.functional as F
 from torch import Tensor
 
 from ._utils import (
-    LaserLossBase,
-    check_group_size,
+    PoolLossBase,
     check_passage_pool,
     check_same_shape,
     check_steps,
-    check_temperature,
-    similarity,
-    teacher_student_kl,
+    pool_distillation_kl,
+    teacher_passage_pool,
     upcast,
 )
 
 
-class TrajectoryAlignmentLoss(LaserLossBase):
+class TrajectoryAlignmentLoss(PoolLossBase):
     r"""Aligns each latent thinking step with a CoT segment boundary through their score distributions over the pool.
 
     H and T are reshaped to `(B·K, d)` and their rows L2-normalised (this loss does that itself), then
@@ -74,9 +70,7 @@ class TrajectoryAlignmentLoss(LaserLossBase):
     """
 
     def __init__(self, temperature: float = 0.05, group_size: int | None = None) -> None:
-        super().__init__()
-        self.temperature = check_temperature("temperature", temperature)
-        self.group_size = check_group_size(group_size)
+        super().__init__(temperature, group_size)
 
     def forward(
         self,
@@ -96,27 +90,13 @@ class TrajectoryAlignmentLoss(LaserLossBase):
                 f"{name}: latent_states needs at least one latent step, got shape {tuple(latent_states.shape)}."
             )
         check_passage_pool(num_queries, passage_embeddings, hidden_size, self.group_size, name)
-        if teacher_passage_embeddings is None:
-            teacher_passage_embeddings = passage_embeddings
-        else:
-            check_same_shape(
-                "passage_embeddings",
-                passage_embeddings,
-                "teacher_passage_embeddings",
-                teacher_passage_embeddings,
-                name,
-            )
+        teacher_passages = teacher_passage_pool(passage_embeddings, teacher_passage_embeddings, name)
         # Rows (i, k) flattened i-major, so row i·K + k is step k of query i; normalised here (spec §4 term 4).
         student_states = F.normalize(upcast(latent_states.reshape(num_queries * num_steps, hidden_size)), dim=-1)
         teacher_states = F.normalize(
             upcast(teacher_segment_states.detach().reshape(num_queries * num_steps, hidden_size)), dim=-1
         )
-        student_scores = similarity(student_states, passage_embeddings)  # A^L
-        teacher_scores = similarity(teacher_states, teacher_passage_embeddings.detach())  # sg(A^E)
-        return teacher_student_kl(student_scores, teacher_scores, self.temperature)
-
-    def get_config_dict(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"temperature": self.temperature}
-        if self.group_size is not None:
-            config["group_size"] = self.group_size
-        return config
+        # A^L = norm(H) P^T against sg(A^E) = sg(norm(T) P^T).
+        return pool_distillation_kl(
+            student_states, teacher_states, passage_embeddings, teacher_passages, self.temperature
+        )
