@@ -29,7 +29,7 @@ Conventions (the ones of `pytrec_eval` / `trec_eval`, as used by BEIR and BRIGHT
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal, overload
 
 
@@ -221,25 +221,7 @@ def evaluate_run(
     return results
 
 
-def _mean_at_k(
-    name: str,
-    run: Mapping[str, Mapping[str, float]],
-    qrels: Mapping[str, Mapping[str, int]],
-    k: int,
-    excluded_ids: Mapping[str, Iterable[str]] | None,
-    remove_self: bool,
-) -> float:
-    return evaluate_run(run, qrels, (k,), excluded_ids, remove_self)[f"{name}@{k}"]
-
-
-def ndcg_at_k(
-    run: Mapping[str, Mapping[str, float]],
-    qrels: Mapping[str, Mapping[str, int]],
-    k: int = 10,
-    excluded_ids: Mapping[str, Iterable[str]] | None = None,
-    remove_self: bool = True,
-) -> float:
-    """Mean nDCG@k (linear gain, log2(rank + 1) discount).
+_AT_K_DOC = """{summary}
 
     Args:
         run (`Mapping[str, Mapping[str, float]]`):
@@ -254,114 +236,31 @@ def ndcg_at_k(
             Drop from each ranking the doc whose id equals the query id.
 
     Returns:
-        `float`: the macro-averaged nDCG@k, in [0, 1].
+        `float`: the macro-averaged {label}, in [0, 1].
     """
-    return _mean_at_k("ndcg", run, qrels, k, excluded_ids, remove_self)
 
 
-def recall_at_k(
-    run: Mapping[str, Mapping[str, float]],
-    qrels: Mapping[str, Mapping[str, int]],
-    k: int = 10,
-    excluded_ids: Mapping[str, Iterable[str]] | None = None,
-    remove_self: bool = True,
-) -> float:
-    """Mean recall@k = |relevant in top k| / |relevant|.
+def _mean_at_k(name: str, label: str, summary: str) -> Callable[..., float]:
+    """The public `<name>_at_k` function: one metric of [`evaluate_run`] at one cutoff k."""
 
-    Args:
-        run (`Mapping[str, Mapping[str, float]]`):
-            Query id -> doc id -> score.
-        qrels (`Mapping[str, Mapping[str, int]]`):
-            Query id -> doc id -> graded relevance (0 = not relevant).
-        k (`int`, *optional*, defaults to 10):
-            The cutoff.
-        excluded_ids (`Mapping[str, Iterable[str]]`, *optional*):
-            Query id -> doc ids dropped from that query's ranking (`"N/A"` is ignored).
-        remove_self (`bool`, *optional*, defaults to `True`):
-            Drop from each ranking the doc whose id equals the query id.
+    def mean_at_k(
+        run: Mapping[str, Mapping[str, float]],
+        qrels: Mapping[str, Mapping[str, int]],
+        k: int = 10,
+        excluded_ids: Mapping[str, Iterable[str]] | None = None,
+        remove_self: bool = True,
+    ) -> float:
+        return evaluate_run(run, qrels, (k,), excluded_ids, remove_self)[f"{name}@{k}"]
 
-    Returns:
-        `float`: the macro-averaged recall@k, in [0, 1].
-    """
-    return _mean_at_k("recall", run, qrels, k, excluded_ids, remove_self)
+    mean_at_k.__name__ = mean_at_k.__qualname__ = f"{name}_at_k"
+    mean_at_k.__doc__ = _AT_K_DOC.format(summary=summary, label=label)
+    return mean_at_k
 
 
-def mrr_at_k(
-    run: Mapping[str, Mapping[str, float]],
-    qrels: Mapping[str, Mapping[str, int]],
-    k: int = 10,
-    excluded_ids: Mapping[str, Iterable[str]] | None = None,
-    remove_self: bool = True,
-) -> float:
-    """Mean reciprocal rank of the first relevant doc in the top k (0 if none).
-
-    Args:
-        run (`Mapping[str, Mapping[str, float]]`):
-            Query id -> doc id -> score.
-        qrels (`Mapping[str, Mapping[str, int]]`):
-            Query id -> doc id -> graded relevance (0 = not relevant).
-        k (`int`, *optional*, defaults to 10):
-            The cutoff.
-        excluded_ids (`Mapping[str, Iterable[str]]`, *optional*):
-            Query id -> doc ids dropped from that query's ranking (`"N/A"` is ignored).
-        remove_self (`bool`, *optional*, defaults to `True`):
-            Drop from each ranking the doc whose id equals the query id.
-
-    Returns:
-        `float`: the macro-averaged MRR@k, in [0, 1].
-    """
-    return _mean_at_k("mrr", run, qrels, k, excluded_ids, remove_self)
-
-
-def map_at_k(
-    run: Mapping[str, Mapping[str, float]],
-    qrels: Mapping[str, Mapping[str, int]],
-    k: int = 10,
-    excluded_ids: Mapping[str, Iterable[str]] | None = None,
-    remove_self: bool = True,
-) -> float:
-    """Mean average precision cut at k, divided by the number of relevant docs (`map_cut`).
-
-    Args:
-        run (`Mapping[str, Mapping[str, float]]`):
-            Query id -> doc id -> score.
-        qrels (`Mapping[str, Mapping[str, int]]`):
-            Query id -> doc id -> graded relevance (0 = not relevant).
-        k (`int`, *optional*, defaults to 10):
-            The cutoff.
-        excluded_ids (`Mapping[str, Iterable[str]]`, *optional*):
-            Query id -> doc ids dropped from that query's ranking (`"N/A"` is ignored).
-        remove_self (`bool`, *optional*, defaults to `True`):
-            Drop from each ranking the doc whose id equals the query id.
-
-    Returns:
-        `float`: the macro-averaged MAP@k, in [0, 1].
-    """
-    return _mean_at_k("map", run, qrels, k, excluded_ids, remove_self)
-
-
-def precision_at_k(
-    run: Mapping[str, Mapping[str, float]],
-    qrels: Mapping[str, Mapping[str, int]],
-    k: int = 10,
-    excluded_ids: Mapping[str, Iterable[str]] | None = None,
-    remove_self: bool = True,
-) -> float:
-    """Mean precision@k = |relevant in top k| / k (`P_k`).
-
-    Args:
-        run (`Mapping[str, Mapping[str, float]]`):
-            Query id -> doc id -> score.
-        qrels (`Mapping[str, Mapping[str, int]]`):
-            Query id -> doc id -> graded relevance (0 = not relevant).
-        k (`int`, *optional*, defaults to 10):
-            The cutoff.
-        excluded_ids (`Mapping[str, Iterable[str]]`, *optional*):
-            Query id -> doc ids dropped from that query's ranking (`"N/A"` is ignored).
-        remove_self (`bool`, *optional*, defaults to `True`):
-            Drop from each ranking the doc whose id equals the query id.
-
-    Returns:
-        `float`: the macro-averaged precision@k, in [0, 1].
-    """
-    return _mean_at_k("precision", run, qrels, k, excluded_ids, remove_self)
+ndcg_at_k = _mean_at_k("ndcg", "nDCG@k", "Mean nDCG@k (linear gain, log2(rank + 1) discount).")
+recall_at_k = _mean_at_k("recall", "recall@k", "Mean recall@k = |relevant in top k| / |relevant|.")
+mrr_at_k = _mean_at_k("mrr", "MRR@k", "Mean reciprocal rank of the first relevant doc in the top k (0 if none).")
+map_at_k = _mean_at_k(
+    "map", "MAP@k", "Mean average precision cut at k, divided by the number of relevant docs (`map_cut`)."
+)
+precision_at_k = _mean_at_k("precision", "precision@k", "Mean precision@k = |relevant in top k| / k (`P_k`).")
