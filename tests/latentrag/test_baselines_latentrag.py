@@ -7,45 +7,15 @@ import contextlib
 import pytest
 import torch
 
-from hf_latent.data import load_demo_corpus
-from hf_latent.latentrag import ExplicitAgenticRAG, LatentRAGModel, NaiveRAG
-from hf_latent.testing_utils import (
-    build_tiny_causal_lm,
-    build_tiny_encoder,
-    build_tiny_encoder_tokenizer,
-    build_tiny_tokenizer,
-)
+from hf_latent.latentrag import ExplicitAgenticRAG, NaiveRAG
 
 
 QUESTION = "Which river flows through the town where the inventor of the copper lantern was born?"
 
 
-def build_tiny_latentrag(chat_template: bool = True, **overrides) -> LatentRAGModel:
-    tokenizer = build_tiny_tokenizer() if chat_template else build_tiny_tokenizer(chat_template=None)
-    retriever_tokenizer = build_tiny_encoder_tokenizer()
-    overrides.setdefault("retriever_name", "tiny-bert:mean")
-    return LatentRAGModel.from_components(
-        generator=build_tiny_causal_lm(tokenizer, architecture="qwen2"),
-        retriever=build_tiny_encoder(retriever_tokenizer),
-        generator_tokenizer=tokenizer,
-        retriever_tokenizer=retriever_tokenizer,
-        **overrides,
-    )
-
-
 @pytest.fixture(scope="module")
-def model():
+def model(build_tiny_latentrag):
     return build_tiny_latentrag(max_answer_tokens=16)
-
-
-@pytest.fixture(scope="module")
-def corpus():
-    return load_demo_corpus().corpus.select(range(10))
-
-
-@pytest.fixture(scope="module")
-def index(model, corpus):
-    return model.build_index(corpus, show_progress_bar=False)
 
 
 @contextlib.contextmanager
@@ -85,7 +55,7 @@ def test_naive_rag(model, corpus, index):
     assert index.search(vector, k=3)[1][0] == trace.retrieved_ids[0]
 
 
-def test_naive_rag_plain_text_prompt_stops_at_newline(corpus):
+def test_naive_rag_plain_text_prompt_stops_at_newline(corpus, build_tiny_latentrag):
     plain = build_tiny_latentrag(chat_template=False, max_answer_tokens=8)
     index = plain.build_index(corpus, show_progress_bar=False)
     with scripted_generation(plain, " Selwen\nmore text"):

@@ -9,8 +9,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from hf_latent.data import load_demo_corpus
-from hf_latent.latentrag import LatentRAGModel
 from hf_latent.latentrag.collator_latentrag import LatentRAGDataCollator, LengthBinnedSampler, reference_search_fn
 from hf_latent.latentrag.losses import build_candidate_pool
 from hf_latent.latentrag.trajectories import (
@@ -19,38 +17,14 @@ from hf_latent.latentrag.trajectories import (
     trajectories_from_multihop,
     trajectories_to_dataset,
 )
-from hf_latent.testing_utils import (
-    build_tiny_causal_lm,
-    build_tiny_encoder,
-    build_tiny_encoder_tokenizer,
-    build_tiny_tokenizer,
-)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny matrices: one thread is faster and immune to a busy machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def model():
-    tokenizer, retriever_tokenizer = build_tiny_tokenizer(), build_tiny_encoder_tokenizer()
-    return LatentRAGModel.from_components(
-        generator=build_tiny_causal_lm(tokenizer, architecture="qwen2"),
-        retriever=build_tiny_encoder(retriever_tokenizer),
-        generator_tokenizer=tokenizer,
-        retriever_tokenizer=retriever_tokenizer,
-        retriever_name="tiny-bert:mean",
-    )
-
-
-@pytest.fixture(scope="module")
-def demo():
-    return load_demo_corpus()
+def model(build_tiny_latentrag):
+    return build_tiny_latentrag()
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,7 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from hf_latent.data import load_demo_corpus
-from hf_latent.latentrag import ExplicitAgenticRAG, LatentRAGModel
+from hf_latent.latentrag import ExplicitAgenticRAG
 from hf_latent.latentrag.explicit_sft import (
     build_explicit_sft_dataset,
     explicit_completion_segments,
@@ -23,38 +22,10 @@ from hf_latent.latentrag.trajectories import (
     trajectories_from_multihop,
     trajectories_to_dataset,
 )
-from hf_latent.testing_utils import (
-    build_tiny_causal_lm,
-    build_tiny_encoder,
-    build_tiny_encoder_tokenizer,
-    build_tiny_tokenizer,
-)
+from hf_latent.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def build_model(chat_template: bool = True) -> LatentRAGModel:
-    tokenizer = build_tiny_tokenizer() if chat_template else build_tiny_tokenizer(chat_template=None)
-    retriever_tokenizer = build_tiny_encoder_tokenizer()
-    return LatentRAGModel.from_components(
-        generator=build_tiny_causal_lm(tokenizer, architecture="qwen2"),
-        retriever=build_tiny_encoder(retriever_tokenizer),
-        generator_tokenizer=tokenizer,
-        retriever_tokenizer=retriever_tokenizer,
-        retriever_name="tiny-bert:mean",
-        use_chat_template=chat_template,
-    )
-
-
-@pytest.fixture(scope="module")
-def demo():
-    return load_demo_corpus()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +34,8 @@ def trajectories(demo):
     return trajectories
 
 
-def test_completion_text_and_loss_mask(trajectories):
-    model = build_model()
+def test_completion_text_and_loss_mask(trajectories, build_tiny_latentrag):
+    model = build_tiny_latentrag()
     tokenizer = model.generator_tokenizer
     trajectory = trajectories[0]
     example = explicit_sft_example(trajectory, tokenizer)
@@ -98,11 +69,13 @@ def test_completion_text_and_loss_mask(trajectories):
 
 
 @pytest.mark.parametrize("chat_template", [True, False])
-def test_training_sequence_is_what_the_baseline_sees_at_inference(trajectories, demo, chat_template):
+def test_training_sequence_is_what_the_baseline_sees_at_inference(
+    trajectories, demo, chat_template, build_tiny_latentrag
+):
     """Teacher-force ExplicitAgenticRAG through a trajectory: the ids it feeds (prompt, its own tokens, inserted
     blocks) must equal the SFT input ids, with LatentRAG's tags as subwords in both, and its transcript must be
     `render_explicit_trajectory`."""
-    model = build_model(chat_template)
+    model = build_tiny_latentrag(chat_template, use_chat_template=chat_template)
     trajectory = trajectories[1]
     encoded = tokenize_explicit_sft_example(trajectory, model.generator_tokenizer, use_chat_template=chat_template)
     ids, mask = encoded["input_ids"][:-1], encoded["completion_mask"][:-1]  # the baseline stops at </answer>
@@ -143,8 +116,8 @@ def test_training_sequence_is_what_the_baseline_sees_at_inference(trajectories, 
     assert result.trace.generated_text == explicit_sft_example(trajectory, model.generator_tokenizer)["completion"]
 
 
-def test_dataset_drops_long_examples(trajectories, caplog):
-    tokenizer = build_model().generator_tokenizer
+def test_dataset_drops_long_examples(trajectories, caplog, build_tiny_latentrag):
+    tokenizer = build_tiny_latentrag().generator_tokenizer
     lengths = sorted(len(tokenize_explicit_sft_example(t, tokenizer)["input_ids"]) for t in trajectories)
     dataset, dropped = build_explicit_sft_dataset(
         trajectories_to_dataset(trajectories), tokenizer, max_length=lengths[-2]
@@ -164,9 +137,9 @@ def test_config_defaults_are_cpu_sane(tmp_path):
     assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (16, 64, 0.1)
 
 
-def test_sft_trains_masks_documents_and_saves_a_usable_baseline(tmp_path, demo):
+def test_sft_trains_masks_documents_and_saves_a_usable_baseline(tmp_path, demo, build_tiny_latentrag):
     trajectories, _ = trajectories_from_multihop(demo, split="train", num_distractors_per_step=0)
-    model = build_model()
+    model = build_tiny_latentrag()
     before = {n: p.detach().clone() for n, p in model.generator.named_parameters()}
     args = explicit_sft_config(
         str(tmp_path / "sft"),

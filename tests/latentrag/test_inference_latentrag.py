@@ -9,9 +9,7 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from hf_latent.data import load_demo_corpus
 from hf_latent.latentrag import (
-    LatentRAGModel,
     LatentRAGPipeline,
     answer_questions,
     encode_prompt,
@@ -19,43 +17,14 @@ from hf_latent.latentrag import (
     run_latentrag,
 )
 from hf_latent.retrieval import DenseIndex
-from hf_latent.testing_utils import (
-    build_tiny_causal_lm,
-    build_tiny_encoder,
-    build_tiny_encoder_tokenizer,
-    build_tiny_tokenizer,
-)
 
 
 QUESTION = "Which river flows through the town where the inventor of the copper lantern was born?"
 
 
-def build_tiny_latentrag(chat_template: bool = True, **overrides) -> LatentRAGModel:
-    tokenizer = build_tiny_tokenizer() if chat_template else build_tiny_tokenizer(chat_template=None)
-    retriever_tokenizer = build_tiny_encoder_tokenizer()
-    overrides.setdefault("retriever_name", "tiny-bert:mean")
-    return LatentRAGModel.from_components(
-        generator=build_tiny_causal_lm(tokenizer, architecture="qwen2"),
-        retriever=build_tiny_encoder(retriever_tokenizer),
-        generator_tokenizer=tokenizer,
-        retriever_tokenizer=retriever_tokenizer,
-        **overrides,
-    )
-
-
 @pytest.fixture(scope="module")
-def model():
+def model(build_tiny_latentrag):
     return build_tiny_latentrag(max_answer_tokens=4)
-
-
-@pytest.fixture(scope="module")
-def corpus():
-    return load_demo_corpus().corpus.select(range(10))
-
-
-@pytest.fixture(scope="module")
-def index(model, corpus):
-    return model.build_index(corpus, show_progress_bar=False)
 
 
 @contextlib.contextmanager
@@ -179,7 +148,7 @@ def test_bad_inputs(model, corpus, index):
         LatentRAGPipeline(model, other_space, corpus)
 
 
-def test_chat_template_and_plain_text_fallback(corpus):
+def test_chat_template_and_plain_text_fallback(corpus, build_tiny_latentrag):
     plain = build_tiny_latentrag(chat_template=False, max_answer_tokens=2)
     assert plain.generator_tokenizer.chat_template is None
     ids = encode_prompt(plain.generator_tokenizer, plain.config, QUESTION)

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel
 
-from hf_latent.data import load_demo_corpus
 from hf_latent.latentrag import LatentRAGModel, run_latentrag
 from hf_latent.latentrag.collator_latentrag import LengthBinnedSampler, reference_search_fn
 from hf_latent.latentrag.losses import top_k_mass
@@ -26,35 +25,12 @@ from hf_latent.latentrag.trajectories import (
     trajectories_from_multihop,
     trajectories_to_dataset,
 )
-from hf_latent.testing_utils import (
-    build_tiny_causal_lm,
-    build_tiny_encoder,
-    build_tiny_encoder_tokenizer,
-    build_tiny_tokenizer,
-)
 
 
 BETA = 0.05
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def build_model(tie_word_embeddings: bool = True, **overrides) -> LatentRAGModel:
-    tokenizer, retriever_tokenizer = build_tiny_tokenizer(), build_tiny_encoder_tokenizer()
-    overrides.setdefault("retriever_name", "tiny-bert:mean")
-    return LatentRAGModel.from_components(
-        generator=build_tiny_causal_lm(tokenizer, architecture="qwen2", tie_word_embeddings=tie_word_embeddings),
-        retriever=build_tiny_encoder(retriever_tokenizer),
-        generator_tokenizer=tokenizer,
-        retriever_tokenizer=retriever_tokenizer,
-        **overrides,
-    )
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_args(tmp_path, **kwargs) -> LatentRAGTrainingArguments:
@@ -75,14 +51,9 @@ def make_args(tmp_path, **kwargs) -> LatentRAGTrainingArguments:
 
 
 @pytest.fixture(scope="module")
-def demo():
-    return load_demo_corpus()
-
-
-@pytest.fixture(scope="module")
-def setup(demo):
+def setup(demo, build_tiny_latentrag):
     """A reference model (never trained), its index and trajectories with pseudo-relevant ids."""
-    model = build_model()
+    model = build_tiny_latentrag()
     index = model.build_index(demo.corpus, show_progress_bar=False)
     trajectories, _ = trajectories_from_multihop(demo, split="train", num_distractors_per_step=0)
     trajectories = attach_pseudo_relevant_ids(trajectories, reference_search_fn(model, index, k=5), k=5)
@@ -146,9 +117,9 @@ def trainer_components(trainer, batch):
 
 
 @pytest.mark.parametrize("mode", ["kl", "cosine", "infonce"])
-def test_loss_equals_the_spec_formulas(tmp_path, setup, mode):
+def test_loss_equals_the_spec_formulas(tmp_path, setup, mode, build_tiny_latentrag):
     index, trajectories = setup
-    model = build_model()
+    model = build_tiny_latentrag()
     trainer = LatentRAGTrainer(model, make_args(tmp_path, loss_variant=mode), train_dataset=trajectories, index=index)
     batch = trainer.data_collator(trajectories[:3])
     total, logged = trainer_components(trainer, batch)
@@ -161,15 +132,15 @@ def test_loss_equals_the_spec_formulas(tmp_path, setup, mode):
     assert 0.0 <= logged["action_accuracy"] <= 1.0
 
 
-def test_gradient_accumulation_divides_the_loss(tmp_path, setup):
+def test_gradient_accumulation_divides_the_loss(tmp_path, setup, build_tiny_latentrag):
     index, trajectories = setup
-    trainer = LatentRAGTrainer(build_model(), make_args(tmp_path), train_dataset=trajectories, index=index)
+    trainer = LatentRAGTrainer(build_tiny_latentrag(), make_args(tmp_path), train_dataset=trajectories, index=index)
     assert trainer.model_accepts_loss_kwargs is False  # per-batch mean: the Trainer divides by the GA steps
 
 
-def test_reference_retriever_and_index_get_no_gradient(tmp_path, setup, monkeypatch):
+def test_reference_retriever_and_index_get_no_gradient(tmp_path, setup, monkeypatch, build_tiny_latentrag):
     index, trajectories = setup
-    model = build_model()
+    model = build_tiny_latentrag()
     trainer = LatentRAGTrainer(model, make_args(tmp_path, max_steps=3), train_dataset=trajectories, index=index)
     batch = trainer.data_collator(trajectories[:2])
     references = []
@@ -210,9 +181,9 @@ def test_reference_retriever_and_index_get_no_gradient(tmp_path, setup, monkeypa
 
 
 @pytest.mark.parametrize("tied", [True, False])
-def test_only_latentrag_parameters_train(tmp_path, setup, tied):
+def test_only_latentrag_parameters_train(tmp_path, setup, tied, build_tiny_latentrag):
     index, trajectories = setup
-    model = build_model(tie_word_embeddings=tied)
+    model = build_tiny_latentrag(tie_word_embeddings=tied)
     generator_base = {n: p.detach().clone() for n, p in model.generator.named_parameters()}
     embedding = model.generator.get_input_embeddings().weight
     head = model.generator.get_output_embeddings().weight
@@ -250,9 +221,9 @@ def test_only_latentrag_parameters_train(tmp_path, setup, tied):
             assert torch.equal(parameter, before), name
 
 
-def test_training_lowers_every_loss_term_and_the_checkpoint_reloads(tmp_path, setup, demo):
+def test_training_lowers_every_loss_term_and_the_checkpoint_reloads(tmp_path, setup, demo, build_tiny_latentrag):
     index, trajectories = setup
-    model = build_model()
+    model = build_tiny_latentrag()
     args = make_args(tmp_path, max_steps=24, learning_rate=3e-3, warmup_steps=0, num_length_bins=20)
     trainer = LatentRAGTrainer(model, args, train_dataset=trajectories, index=index)
     batches = [trainer.data_collator(trajectories[i : i + 4]) for i in range(0, len(trajectories), 4)]
@@ -290,9 +261,9 @@ def test_training_lowers_every_loss_term_and_the_checkpoint_reloads(tmp_path, se
     assert answer.answer == run_latentrag(model, question, index, demo.corpus, max_answer_tokens=4).answer
 
 
-def test_each_ablation_changes_exactly_its_terms(tmp_path, setup):
+def test_each_ablation_changes_exactly_its_terms(tmp_path, setup, build_tiny_latentrag):
     index, trajectories = setup
-    model = build_model()
+    model = build_tiny_latentrag()
     components = {}
     trainers = {}
     for variant in ("kl", "cosine", "infonce", "no_decoding"):
@@ -317,7 +288,7 @@ def test_each_ablation_changes_exactly_its_terms(tmp_path, setup):
     # "w/o pretrained retriever" is a model switch: same generator, same decoding projectors, no f_ret.
     with pytest.raises(ValueError, match="use_pretrained_retriever"):
         LatentRAGTrainer(model, make_args(tmp_path, loss_variant="no_pretrained_retriever"), index=index)
-    ablated = build_model(use_pretrained_retriever=False)
+    ablated = build_tiny_latentrag(use_pretrained_retriever=False)
     for name in ("thought_decoding_projector", "subquery_decoding_projector"):
         getattr(ablated, name).load_state_dict(getattr(model, name).state_dict())
     with pytest.raises(ValueError, match="use_pretrained_retriever"):
@@ -332,9 +303,9 @@ def test_each_ablation_changes_exactly_its_terms(tmp_path, setup):
     assert values["retrieval_alignment"] != pytest.approx(kl["retrieval_alignment"])
 
 
-def test_binned_batches_and_length_filter(tmp_path, setup, caplog):
+def test_binned_batches_and_length_filter(tmp_path, setup, caplog, build_tiny_latentrag):
     index, trajectories = setup
-    tokenizer_model = build_model()
+    tokenizer_model = build_tiny_latentrag()
     lengths = [
         len(tokenize_latent_trajectory(t, tokenizer_model.generator_tokenizer, tokenizer_model.config)["input_ids"])
         for t in trajectories
@@ -357,9 +328,9 @@ def test_binned_batches_and_length_filter(tmp_path, setup, caplog):
     assert len(list(trainer.get_train_dataloader())) == 6
 
 
-def test_auto_temperature_is_calibrated_to_half_top3_mass(tmp_path, setup):
+def test_auto_temperature_is_calibrated_to_half_top3_mass(tmp_path, setup, build_tiny_latentrag):
     index, trajectories = setup
-    model = build_model()
+    model = build_tiny_latentrag()
     trainer = LatentRAGTrainer(
         model, make_args(tmp_path, retrieval_temperature="auto"), train_dataset=trajectories, index=index
     )
@@ -378,15 +349,15 @@ def test_auto_temperature_is_calibrated_to_half_top3_mass(tmp_path, setup):
     assert mass == pytest.approx(0.5, abs=0.02)
 
 
-def test_rejects_wrong_arguments(tmp_path, setup):
+def test_rejects_wrong_arguments(tmp_path, setup, build_tiny_latentrag):
     index, trajectories = setup
     from transformers import TrainingArguments
 
     with pytest.raises(TypeError, match="LatentRAGTrainingArguments"):
-        LatentRAGTrainer(build_model(), TrainingArguments(output_dir=str(tmp_path)), index=index)
+        LatentRAGTrainer(build_tiny_latentrag(), TrainingArguments(output_dir=str(tmp_path)), index=index)
     with pytest.raises(ValueError, match="index"):
-        LatentRAGTrainer(build_model(), make_args(tmp_path), train_dataset=trajectories)
+        LatentRAGTrainer(build_tiny_latentrag(), make_args(tmp_path), train_dataset=trajectories)
     with pytest.raises(ValueError, match="decoding projectors"):
-        LatentRAGTrainer(build_model(use_latent_decoding=False), make_args(tmp_path), index=index)
+        LatentRAGTrainer(build_tiny_latentrag(use_latent_decoding=False), make_args(tmp_path), index=index)
     # cosine needs no index
-    LatentRAGTrainer(build_model(), make_args(tmp_path, loss_variant="cosine"), train_dataset=trajectories)
+    LatentRAGTrainer(build_tiny_latentrag(), make_args(tmp_path, loss_variant="cosine"), train_dataset=trajectories)
