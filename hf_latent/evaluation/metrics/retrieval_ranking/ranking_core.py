@@ -122,19 +122,7 @@ def per_query_scores(
     excluded_ids: Mapping[str, Iterable[str]] | None = None,
     remove_self: bool = True,
 ) -> dict[str, dict[str, float]]:
-    """Score each evaluated query (see the module docstring for the conventions).
-
-    Args:
-        run (`Mapping[str, Mapping[str, float]]`):
-            Query id -> doc id -> score.
-        qrels (`Mapping[str, Mapping[str, int]]`):
-            Query id -> doc id -> graded relevance (0 = not relevant).
-        k_values (`Iterable[int]`, *optional*, defaults to `(1, 5, 10, 100)`):
-            The cutoffs k.
-        excluded_ids (`Mapping[str, Iterable[str]]`, *optional*):
-            Query id -> doc ids dropped from that query's ranking before scoring (`"N/A"` is ignored).
-        remove_self (`bool`, *optional*, defaults to `True`):
-            Drop from each ranking the doc whose id equals the query id.
+    """Score each evaluated query (see the module docstring for the conventions); arguments as in [`evaluate_run`].
 
     Returns:
         `dict[str, dict[str, float]]`: query id -> `"ndcg@k"`, `"recall@k"`, `"mrr@k"`, `"map@k"`, `"precision@k"`
