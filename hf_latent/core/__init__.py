@@ -13,6 +13,7 @@ from .training import (
     is_int,
     is_number,
     resolve_loss_weights,
+    trainer_arguments,
 )
 
 
@@ -32,4 +33,5 @@ __all__ = [
     "is_int",
     "is_number",
     "resolve_loss_weights",
+    "trainer_arguments",
 ]

@@ -66,6 +66,24 @@ def resolve_loss_weights(args: Any, variant: Any, names: Iterable[str]) -> dict[
     }
 
 
+def trainer_arguments(args: Any, args_class: type, default_output_dir: str, plain_args_message: str) -> Any:
+    """`args` checked for a trainer: `None` gives `args_class(output_dir=default_output_dir)`; another type raises.
+
+    Args:
+        args_class: the method's `TrainingArguments` subclass.
+        plain_args_message: the `TypeError` for a plain `TrainingArguments`; `{got}` stands for its class name.
+    """
+    if args is None:
+        return args_class(output_dir=default_output_dir)
+    if isinstance(args, args_class):
+        return args
+    from transformers import TrainingArguments  # here: the loss modules import hf_latent.core without transformers
+
+    if isinstance(args, TrainingArguments):
+        raise TypeError(plain_args_message.format(got=type(args).__name__))
+    raise TypeError(f"args must be {args_class.__name__}, got {type(args).__name__}.")
+
+
 def apply_trainer_defaults(args: Any, columns: str, collator: str, logger: logging.Logger) -> None:
     """Force `remove_unused_columns=False` (with a warning) and turn activation checkpointing off unless asked for.
 
@@ -94,4 +112,5 @@ __all__ = [
     "is_int",
     "is_number",
     "resolve_loss_weights",
+    "trainer_arguments",
 ]

@@ -16,10 +16,10 @@ from transformers import (
     PreTrainedTokenizerBase,
     Trainer,
     TrainerCallback,
-    TrainingArguments,
 )
 
 from ..core.loss_logging import LossLoggingMixin
+from ..core.training import trainer_arguments
 from ..hub.model_card import LASER_TEMPLATE, ModelCardMixin
 from .collator_laser import LaserDataCollator
 from .data_laser import validate_laser_dataset
@@ -163,15 +163,13 @@ class LaserTrainer(ModelCardMixin, LossLoggingMixin, Trainer):
         optimizers=(None, None),
         **kwargs: Any,
     ) -> None:
-        if args is None:
-            args = LaserTrainingArguments(output_dir="laser-output")
-        elif not isinstance(args, LaserTrainingArguments):
-            if isinstance(args, TrainingArguments):
-                raise TypeError(
-                    "LaserTrainer needs LaserTrainingArguments (loss variant, temperatures, group size, lengths); got "
-                    f"{type(args).__name__}. Build `LaserTrainingArguments(**args.to_dict(), ...)` instead."
-                )
-            raise TypeError(f"args must be LaserTrainingArguments, got {type(args).__name__}.")
+        args = trainer_arguments(
+            args,
+            LaserTrainingArguments,
+            "laser-output",
+            "LaserTrainer needs LaserTrainingArguments (loss variant, temperatures, group size, lengths); got {got}. "
+            "Build `LaserTrainingArguments(**args.to_dict(), ...)` instead.",
+        )
         model = _load_laser_model(model)
         if processing_class is None:
             name = getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", "")

@@ -10,10 +10,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
+from transformers import AutoModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
 from transformers.trainer_utils import has_length
 
 from ..core.loss_logging import LossLoggingMixin
+from ..core.training import trainer_arguments
 from ..hub.model_card import LATENTRAG_TEMPLATE, ModelCardMixin
 from .collator_latentrag import LatentRAGDataCollator, LengthBinnedSampler, as_trajectory
 from .losses import (
@@ -288,15 +289,13 @@ class LatentRAGTrainer(ModelCardMixin, LossLoggingMixin, Trainer):
         optimizers: tuple = (None, None),
         **kwargs: Any,
     ) -> None:
-        if args is None:
-            args = LatentRAGTrainingArguments(output_dir="latentrag-output")
-        elif not isinstance(args, LatentRAGTrainingArguments):
-            if isinstance(args, TrainingArguments):
-                raise TypeError(
-                    "LatentRAGTrainer needs LatentRAGTrainingArguments (loss variant, β, pseudo-relevant documents, "
-                    f"lengths); got {type(args).__name__}."
-                )
-            raise TypeError(f"args must be LatentRAGTrainingArguments, got {type(args).__name__}.")
+        args = trainer_arguments(
+            args,
+            LatentRAGTrainingArguments,
+            "latentrag-output",
+            "LatentRAGTrainer needs LatentRAGTrainingArguments (loss variant, β, pseudo-relevant documents, lengths); "
+            "got {got}.",
+        )
         model = _load_model(model)
         if processing_class is None:
             processing_class = model.generator_tokenizer

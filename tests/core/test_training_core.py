@@ -13,6 +13,7 @@ from hf_latent.core import (
     check_positive_fields,
     check_weight_fields,
     resolve_loss_weights,
+    trainer_arguments,
 )
 
 
@@ -47,3 +48,18 @@ def test_trainer_defaults(caplog):
         apply_trainer_defaults(args, "text", "MyCollator", logging.getLogger("test"))
     assert "drop the text columns MyCollator needs" in caplog.text
     assert args.remove_unused_columns is False and args.activation_checkpointing is False
+
+
+def test_trainer_arguments(tmp_path):
+    from transformers import TrainingArguments
+
+    from hf_latent.latentrag import LatentRAGTrainingArguments
+
+    args = trainer_arguments(None, LatentRAGTrainingArguments, str(tmp_path / "out"), "needs more; got {got}.")
+    assert isinstance(args, LatentRAGTrainingArguments) and trainer_arguments(args, type(args), "x", "") is args
+    with pytest.raises(TypeError, match="^needs more; got TrainingArguments.$"):
+        trainer_arguments(
+            TrainingArguments(output_dir=str(tmp_path)), LatentRAGTrainingArguments, "x", "needs more; got {got}."
+        )
+    with pytest.raises(TypeError, match="args must be LatentRAGTrainingArguments, got dict"):
+        trainer_arguments({}, LatentRAGTrainingArguments, "x", "")
