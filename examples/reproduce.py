@@ -124,7 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch threads per stage (default 2)")
     parser.add_argument("--seed", type=int, default=42)
     # LaSER scale.
-    parser.add_argument("--laser-steps", type=int, default=20, help="optimizer steps per LaSER variant (default 20)")
+    parser.add_argument("--laser-steps", type=int, default=12, help="optimizer steps per LaSER variant (default 12)")
     parser.add_argument("--laser-batch-size", type=int, default=4, help="queries per LaSER step (default 4)")
     parser.add_argument("--laser-lr", type=float, default=2e-4)
     parser.add_argument("--passage-max-length", type=int, default=96, help="document tokens (train and eval)")
@@ -134,7 +134,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rewrite-queries", type=int, default=20, help="queries per task for rewrite-then-retrieve")
     parser.add_argument("--rewrite-max-new-tokens", type=int, default=64, help="rationale length of the rewriter")
     # LatentRAG scale.
-    parser.add_argument("--latentrag-steps", type=int, default=12, help="optimizer steps per LatentRAG run")
+    parser.add_argument("--latentrag-steps", type=int, default=8, help="optimizer steps per LatentRAG run (default 8)")
     parser.add_argument("--latentrag-grad-accum", type=int, default=4, help="trajectories per LatentRAG step")
     parser.add_argument("--latentrag-lr", type=float, default=5e-4)
     parser.add_argument("--latentrag-questions", type=int, default=20, help="HotpotQA test questions evaluated")
