@@ -335,13 +335,7 @@ def laser_eval(args, name: str, folder: Path) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(path)
     encoder, state = laser_encoder(model, tokenizer, f"smollm2:{name}:K{model.config.num_latent_steps}", args)
     result = evaluate_on_laser_tasks(encoder, state, args, folder)
-    result |= {"encoder": name, "num_latent_steps": model.config.num_latent_steps}
-    if not name.startswith("untrained"):
-        from hf_latent.evaluation.retrieval_eval import RetrievalReport
-        from hf_latent.hub import write_model_card
-
-        write_model_card(path, eval_results=[RetrievalReport(**report) for report in result["reports"]])
-    return result
+    return result | {"encoder": name, "num_latent_steps": model.config.num_latent_steps}
 
 
 def laser_rewrite(args, folder: Path) -> dict:
@@ -436,11 +430,7 @@ def latentrag_eval(args, variant: str, folder: Path) -> dict:
     else:
         argv += ["--systems", "latentrag"]
     eval_latentrag.main(argv)
-    results = json.loads((folder / "results.json").read_text())
-    from hf_latent.hub import write_model_card
-
-    write_model_card(model, eval_results=folder / "results.json")
-    return {"variant": variant, **results}
+    return {"variant": variant, **json.loads((folder / "results.json").read_text())}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -452,6 +442,38 @@ def write_summary(args, stages: list[Stage]) -> None:
     from reproduce_report import build_report
 
     build_report(Path(args.results_dir), [stage.name for stage in stages])
+    write_cards(args)
+
+
+def write_cards(args) -> list[Path]:
+    """(Re)write the model card of every trained checkpoint whose evaluation has finished: results + loss curves."""
+    from hf_latent.evaluation.retrieval_eval import RetrievalReport
+    from hf_latent.hub import write_model_card
+    from hf_latent.hub.model_card import TRAINING_CURVE_FILE, plot_training_curve, summarize_log_history
+
+    written = []
+    checkpoints = [
+        (f"laser_train_{v}", f"laser_eval_{v}", f"laser-{v}-smollm2-135m-hotpotqa500") for v in LASER_VARIANTS
+    ]
+    checkpoints += [
+        (f"latentrag_train_{v}", "latentrag_eval" + ("" if v == "kl" else f"_{v}"), f"latentrag-{v}-smollm2-minilm")
+        for v in ("kl", *LATENTRAG_ABLATIONS)
+    ]
+    for train_stage, eval_stage, name in checkpoints:
+        model = stage_dir(args, train_stage) / "model"
+        if not (is_done(args, train_stage) and is_done(args, eval_stage) and model.is_dir()):
+            continue
+        train = json.loads((stage_dir(args, train_stage) / "result.json").read_text())
+        evaluation = json.loads((stage_dir(args, eval_stage) / "result.json").read_text())
+        if train_stage.startswith("laser"):
+            eval_results = [RetrievalReport(**report) for report in evaluation["reports"]]
+        else:
+            eval_results = stage_dir(args, eval_stage) / "results.json"
+        log_history = train.get("log_history") or []
+        plot_training_curve(summarize_log_history(log_history)["curve"], model / TRAINING_CURVE_FILE)
+        write_model_card(model, eval_results=eval_results, log_history=log_history, model_name=name)
+        written.append(model / "README.md")
+    return written
 
 
 if __name__ == "__main__":
