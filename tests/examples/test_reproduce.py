@@ -73,3 +73,22 @@ def test_driver_skips_finished_stages_and_report_reads_them(tmp_path, monkeypatc
 def test_unknown_stage_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="Unknown stage"):
         reproduce.main(["--results-dir", str(tmp_path), "--only", "laser_eval_nothing"])
+
+
+def test_cards_are_written_for_evaluated_checkpoints(tmp_path):
+    from hf_latent.laser import LaserModel
+    from hf_latent.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
+
+    model_dir = tmp_path / "laser_train_laser" / "model"
+    tokenizer = build_tiny_tokenizer()
+    LaserModel.from_backbone(build_tiny_causal_lm(tokenizer)).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    history = [{"step": 1, "loss": 3.0, "loss/output_kl": 1.0}, {"step": 2, "loss": 2.0, "loss/output_kl": 0.5}]
+    (tmp_path / "laser_train_laser" / "result.json").write_text(json.dumps({"log_history": history}))
+    args = reproduce.parse_args(["--results-dir", str(tmp_path)])
+    assert reproduce.write_cards(args) == []  # not evaluated yet: no card
+    _write(tmp_path, "laser_eval_laser", {"reports": [_report(reproduce.LASER_TASKS[0], 0.4321)]})
+    assert reproduce.write_cards(args) == [model_dir / "README.md"]
+    card = (model_dir / "README.md").read_text()
+    assert "# laser-laser-smollm2-135m-hotpotqa500" in card and "value: 43.21" in card
+    assert (model_dir / "training_curve.png").stat().st_size > 1000 and "training_curve.png" in card
