@@ -30,6 +30,10 @@ LASER_ROWS = {
     "no_co_learning_stage1": "w/o co-learning, stage 1 (teacher only)",
     "no_co_learning_stage2": "w/o co-learning (frozen teacher)",
 }
+REWRITE_ROWS = {
+    "rewrite_base": "basic contrastive, first queries of each task (no rewrite)",
+    "rewrite": "rewrite-then-retrieve, same queries (backbone rationale + basic contrastive)",
+}
 LASER_TERMS = ("loss/latent_contrastive", "loss/explicit_contrastive", "loss/output_kl", "loss/trajectory_kl")
 LATENTRAG_TERMS = ("loss/generation", "loss/retrieval_alignment", "loss/latent_decoding")
 
@@ -58,12 +62,13 @@ def laser_table(results: dict[str, dict]) -> str:
         header += [f"{label} nDCG@10", f"{label} R@10"]
     header += ["query ms/q", "train s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    rows = [(name, f"laser_eval_{name}") for name in LASER_ROWS] + [("rewrite", "laser_rewrite")]
-    for name, stage in rows:
-        if stage not in results:
+    rows = [(name, f"laser_eval_{name}", "reports") for name in LASER_ROWS]
+    rows += [("rewrite_base", "laser_rewrite", "baseline_reports"), ("rewrite", "laser_rewrite", "reports")]
+    for name, stage, key in rows:
+        if stage not in results or key not in results[stage]:
             continue
-        reports = _by_task(results[stage]["reports"])
-        label = LASER_ROWS.get(name, "rewrite-then-retrieve (first queries only, see note)")
+        reports = _by_task(results[stage][key])
+        label = LASER_ROWS.get(name) or REWRITE_ROWS[name]
         cells = [label]
         for task in LASER_TASK_LABELS:
             report = reports.get(task)

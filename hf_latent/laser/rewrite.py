@@ -52,6 +52,11 @@ class RewriteThenRetrieveEncoder:
         rewriter (causal LM, *optional*): a separate rewriter model (the paper used a 7B rewriter); defaults to the
             retriever's own backbone.
         prompt (`str`): the reasoning prompt, with `{query}`.
+        query_view (`str`, defaults to `"explicit"`): how query + rationale is encoded. `"explicit"`: LaSER's
+            teacher view (`[templated query; rationale; EOS]`, EOS pooling). `"query"`: the text
+            `"{query}\n{rationale}"` goes through the ordinary query encoding (instruction, K latent steps), which
+            is the paper's setting (§4.2: the rewrite is read by the Fair-Baseline retriever, i.e. a basic
+            contrastive model at K = 1).
 
     Attributes:
         rationales (`list[str]`): the rationales written in the last `encode(..., is_query=True)` call.
@@ -67,7 +72,10 @@ class RewriteThenRetrieveEncoder:
         max_new_tokens: int = 128,
         rewriter=None,
         prompt: str = REASONING_PROMPT,
+        query_view: str = "explicit",
     ):
+        if query_view not in ("explicit", "query"):
+            raise ValueError(f"query_view must be 'explicit' or 'query', got {query_view!r}.")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
         if "{query}" not in prompt:
@@ -75,7 +83,7 @@ class RewriteThenRetrieveEncoder:
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.embedding_dim = model.config.backbone_config.hidden_size
         self.instruction, self.max_new_tokens, self.prompt = instruction, max_new_tokens, prompt
-        self.rewriter = rewriter
+        self.rewriter, self.query_view = rewriter, query_view
         self.rationales: list[str] = []
         self.timings = RewriteTimings()
 
@@ -105,7 +113,13 @@ class RewriteThenRetrieveEncoder:
 
     @torch.inference_mode()
     def encode_with_rationales(self, queries: Sequence[str], rationales: Sequence[str]) -> np.ndarray:
-        """Encode `queries` with given rationales through the explicit view. Returns `(N, hidden)` float32."""
+        """Encode `queries` with given rationales (through `query_view`). Returns `(N, hidden)` float32."""
+        if self.query_view == "query":
+            texts = [
+                f"{query}\n{rationale}" if rationale.strip() else query
+                for query, rationale in zip(queries, rationales)
+            ]
+            return self.model.encode(texts, self.tokenizer, is_query=True, instruction=self.instruction)
         batch = build_explicit_inputs(
             self.tokenizer,
             list(queries),
@@ -126,7 +140,7 @@ class RewriteThenRetrieveEncoder:
     def encode(
         self, texts: Sequence[str], batch_size: int = 8, show_progress_bar: bool | None = None, is_query: bool = False
     ) -> np.ndarray:
-        """Documents: LaSER's latent encoding. Queries: rewrite each (batch 1), then explicit-view encode.
+        """Documents: LaSER's latent encoding. Queries: rewrite each (batch 1), then encode through `query_view`.
 
         Returns:
             `(N, hidden)` float32, L2-normalised.

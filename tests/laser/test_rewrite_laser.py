@@ -46,3 +46,25 @@ def test_bad_arguments(rewriter):
         RewriteThenRetrieveEncoder(rewriter.model, rewriter.tokenizer, name="x", max_new_tokens=0)
     with pytest.raises(ValueError, match="must contain '\\{query\\}'"):
         RewriteThenRetrieveEncoder(rewriter.model, rewriter.tokenizer, name="x", prompt="no placeholder")
+    with pytest.raises(ValueError, match="query_view must be 'explicit' or 'query'"):
+        RewriteThenRetrieveEncoder(rewriter.model, rewriter.tokenizer, name="x", query_view="teacher")
+
+
+def test_query_view_reads_query_and_rationale_as_one_query(rewriter, qwen3_tokenizer):
+    """The paper's setting: the rewrite goes through the retriever's ordinary query encoding."""
+    as_query = RewriteThenRetrieveEncoder(
+        rewriter.model,
+        qwen3_tokenizer,
+        name="tiny-laser",
+        max_new_tokens=6,
+        instruction="Find it.",
+        query_view="query",
+    )
+    query, rationale = "Which river flows through Paris?", "The Seine flows through Paris."
+    expected = rewriter.model.encode([f"{query}\n{rationale}"], qwen3_tokenizer, is_query=True, instruction="Find it.")
+    np.testing.assert_allclose(as_query.encode_with_rationales([query], [rationale]), expected, atol=1e-5)
+    vectors = as_query.encode([query], is_query=True)  # generates, then the same encoding
+    np.testing.assert_allclose(vectors, as_query.encode_with_rationales([query], as_query.rationales), atol=1e-5)
+    # An empty rationale leaves the query as it is.
+    plain = rewriter.model.encode(["Who?"], qwen3_tokenizer, is_query=True, instruction="Find it.")
+    np.testing.assert_allclose(as_query.encode_with_rationales(["Who?"], [""]), plain, atol=1e-6)
