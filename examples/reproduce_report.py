@@ -167,15 +167,17 @@ def _plot_curves(histories: dict[str, list[dict]], terms: Sequence[str], path: P
     import matplotlib.pyplot as plt
 
     terms = [term for term in ("loss", *terms) if any(term in row for rows in histories.values() for row in rows)]
+    colors = {name: f"C{i % 10}" for i, name in enumerate(histories)}  # one colour per run in every panel
     figure, axes = plt.subplots(1, len(terms), figsize=(3.6 * len(terms), 3.2), squeeze=False)
     for axis, term in zip(axes[0], terms):
         for name, rows in histories.items():
             points = [(row["step"], row[term]) for row in rows if term in row]
             if points:
-                axis.plot(*zip(*points), label=name, linewidth=1.2)
+                axis.plot(*zip(*points), label=name, linewidth=1.2, color=colors[name])
         axis.set_title(term, fontsize=9)
         axis.set_xlabel("step")
-    axes[0][0].legend(fontsize=6)
+    handles = [plt.Line2D([], [], color=colors[name], label=name) for name in histories]
+    axes[0][0].legend(handles=handles, fontsize=6)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
