@@ -28,8 +28,8 @@ from transformers import AutoTokenizer
 from hf_latent import default_backbone, default_retriever
 from hf_latent.evaluation.retrieval_eval import evaluate_retrieval, reports_to_markdown
 from hf_latent.evaluation.retrieval_tasks import load_retrieval_task
-from hf_latent.laser import LaserModel
-from hf_latent.retrieval import CallableEncoder, DenseIndex, HFEncoder
+from hf_latent.laser import LaserEncoder, LaserModel
+from hf_latent.retrieval import DenseIndex, HFEncoder
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,31 +71,34 @@ class RSSTracker:
         return max(rss for done, rss in self.samples if done <= max(fraction * total, self.samples[0][0]))
 
 
-def backbone_encoder(
-    backbone: str, passage_max_length: int, query_max_length: int, tracker: RSSTracker | None
-) -> CallableEncoder:
-    """The untrained backbone as LaSER with K = 1 (= the plain last-token retriever, specs/laser.md §2.3)."""
-    model = LaserModel.from_backbone(
-        backbone, num_latent_steps=1, passage_max_length=passage_max_length, query_max_length=query_max_length
-    ).eval()
-    tokenizer = AutoTokenizer.from_pretrained(backbone)
-    instruction: dict[str, str | None] = {"query": None}
+class TrackedLaserEncoder(LaserEncoder):
+    """A [`LaserEncoder`] that records the process RSS after every document batch."""
 
-    def encode(texts: list[str], is_query: bool = False):
-        embeddings = model.encode(
-            texts,
-            tokenizer,
-            is_query=is_query,
-            instruction=instruction["query"] if is_query else None,
-            batch_size=len(texts),
-        )
-        if tracker is not None and not is_query:
-            tracker.record(len(texts))
+    def __init__(self, *args, tracker: RSSTracker | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tracker = tracker
+
+    def encode_batch(self, texts: list[str], is_query: bool = False):
+        embeddings = super().encode_batch(texts, is_query=is_query)
+        if self.tracker is not None and not is_query:
+            self.tracker.record(len(texts))
         return embeddings
 
-    encoder = CallableEncoder(f"{Path(backbone).name}:K1", model.config.backbone_config.hidden_size, encode)
-    encoder.instruction = instruction  # set per task below
-    return encoder
+
+def backbone_encoder(
+    backbone: str, passage_max_length: int, query_max_length: int, tracker: RSSTracker | None
+) -> TrackedLaserEncoder:
+    """The untrained backbone as LaSER with K = 1 (= the plain last-token retriever, specs/laser.md §2.3)."""
+    model = LaserModel.from_backbone(backbone, num_latent_steps=1).eval()
+    tokenizer = AutoTokenizer.from_pretrained(backbone)
+    return TrackedLaserEncoder(
+        model,
+        tokenizer,
+        f"{Path(backbone).name}:K1",
+        query_max_length=query_max_length,
+        passage_max_length=passage_max_length,
+        tracker=tracker,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
     full_corpus = args.max_documents is None
     if full_corpus:
         for task in (both, second_hop):
-            smollm.instruction["query"] = task.instruction
+            smollm.instruction = task.instruction
             reports.append(evaluate_retrieval(smollm, task, k_values=(1, 5, 10, 100), batch_size=8, index=index)[0])
     minilm = HFEncoder.from_pretrained(default_retriever(), pooling="mean")
     if full_corpus:
@@ -149,9 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
             reports.append(evaluate_retrieval(minilm, task, k_values=(1, 5, 10, 100), index=minilm_index)[0])
     if not args.skip_bright:
         bright = load_retrieval_task("bright-se-proxy").subset(args.bright_max_queries)
-        tracker_off = backbone_encoder(backbone, args.passage_max_length, args.query_max_length, None)
-        tracker_off.instruction["query"] = bright.instruction
-        reports.append(evaluate_retrieval(tracker_off, bright, k_values=(1, 5, 10, 100), batch_size=8)[0])
+        smollm.tracker, smollm.instruction = None, bright.instruction
+        reports.append(evaluate_retrieval(smollm, bright, k_values=(1, 5, 10, 100), batch_size=8)[0])
         reports.append(evaluate_retrieval(minilm, bright, k_values=(1, 5, 10, 100), batch_size=64)[0])
 
     results = {

@@ -248,34 +248,24 @@ def laser_tasks(args):
 
 
 def laser_encoder(model, tokenizer, name: str, args):
-    """A `CallableEncoder` over `LaserModel.encode` with the run's length limits; the task instruction is set later."""
-    from hf_latent.retrieval import CallableEncoder
+    """A `LaserEncoder` with the run's length limits; each task sets its query instruction on it."""
+    from hf_latent.laser import LaserEncoder
 
-    state = {"instruction": None}
-
-    def encode(texts, is_query=False):
-        return model.encode(
-            texts,
-            tokenizer,
-            is_query=is_query,
-            instruction=state["instruction"] if is_query else None,
-            batch_size=len(texts),
-            max_length=args.query_max_length if is_query else args.passage_max_length,
-        )
-
-    encoder = CallableEncoder(name, model.config.backbone_config.hidden_size, encode)
-    return encoder, state
+    return LaserEncoder(
+        model, tokenizer, name, query_max_length=args.query_max_length, passage_max_length=args.passage_max_length
+    )
 
 
-def evaluate_on_laser_tasks(encoder, state, args, folder: Path, batch_size: int = 16) -> dict:
+def evaluate_on_laser_tasks(encoder, args, folder: Path, batch_size: int = 16) -> dict:
     """Evaluate one encoder on the three tasks; both HotpotQA tasks share one index. Saves the indexes."""
     from hf_latent.evaluation.retrieval_eval import evaluate_retrieval, write_reports
+    from hf_latent.laser import LaserEncoder
     from hf_latent.retrieval import DenseIndex
 
     reports, index = [], None
     for task in laser_tasks(args):
-        if state is not None:
-            state["instruction"] = task.instruction
+        if isinstance(encoder, LaserEncoder):  # MiniLM reads queries as they are
+            encoder.instruction = task.instruction
         if task.name.startswith("hotpotqa") and index is None or task.name.startswith("bright"):
             index = DenseIndex.from_corpus(
                 task.document_texts, list(task.corpus["id"]), encoder, batch_size=batch_size, show_progress_bar=True
@@ -326,7 +316,7 @@ def laser_eval(args, name: str, folder: Path) -> dict:
 
     if name == "minilm":
         encoder = HFEncoder.from_pretrained(default_retriever(), pooling="mean", max_length=args.passage_max_length)
-        return evaluate_on_laser_tasks(encoder, None, args, folder, batch_size=64) | {"encoder": "minilm"}
+        return evaluate_on_laser_tasks(encoder, args, folder, batch_size=64) | {"encoder": "minilm"}
     if name.startswith("untrained_k"):
         path, k = default_backbone(), int(name.removeprefix("untrained_k"))
         model = LaserModel.from_backbone(path, num_latent_steps=k).eval()
@@ -334,8 +324,8 @@ def laser_eval(args, name: str, folder: Path) -> dict:
         path = stage_dir(args, f"laser_train_{name}") / "model"
         model = LaserModel.from_pretrained(path).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
-    encoder, state = laser_encoder(model, tokenizer, f"smollm2:{name}:K{model.config.num_latent_steps}", args)
-    result = evaluate_on_laser_tasks(encoder, state, args, folder)
+    encoder = laser_encoder(model, tokenizer, f"smollm2:{name}:K{model.config.num_latent_steps}", args)
+    result = evaluate_on_laser_tasks(encoder, args, folder)
     return result | {"encoder": name, "num_latent_steps": model.config.num_latent_steps}
 
 
@@ -379,8 +369,8 @@ def laser_rewrite(args, folder: Path) -> dict:
         }
         reports.append(report)
         rationales[task.name] = encoder.rationales
-        plain, state = laser_encoder(model, tokenizer, index.encoder_name, args)
-        state["instruction"] = task.instruction
+        plain = laser_encoder(model, tokenizer, index.encoder_name, args)
+        plain.instruction = task.instruction
         baseline, _ = evaluate_retrieval(plain, task, k_values=(1, 5, 10, 100), batch_size=8, index=index)
         baseline_reports.append(baseline)
     write_reports(reports + baseline_reports, folder)

@@ -47,7 +47,7 @@ from transformers import AutoTokenizer, HfArgumentParser  # noqa: E402
 from hf_latent.data import load_demo_corpus, load_hotpotqa  # noqa: E402
 from hf_latent.evaluation.retrieval_eval import evaluate_retrieval, reports_to_markdown  # noqa: E402
 from hf_latent.evaluation.retrieval_tasks import HOTPOTQA_INSTRUCTION, RetrievalTask, hotpotqa_task  # noqa: E402
-from hf_latent.laser import LaserModel  # noqa: E402
+from hf_latent.laser import LaserEncoder, LaserModel  # noqa: E402
 from hf_latent.laser.data_laser import (  # noqa: E402
     RATIONALE_MODES,
     laser_rows_from_multihop,
@@ -56,7 +56,6 @@ from hf_latent.laser.data_laser import (  # noqa: E402
 from hf_latent.laser.trainer_laser import LASER_LORA_TARGET_MODULES, LaserTrainer, laser_lora_config  # noqa: E402
 from hf_latent.laser.training_args_laser import LaserTrainingArguments  # noqa: E402
 from hf_latent.resources import default_backbone  # noqa: E402
-from hf_latent.retrieval import CallableEncoder  # noqa: E402
 
 
 logger = logging.getLogger("train_laser")
@@ -156,11 +155,7 @@ def load_rows(script_args: ScriptArguments):
 
 
 def evaluate(model: LaserModel, tokenizer, task: RetrievalTask, batch_size: int, name: str):
-    def encode(texts, is_query=False):
-        instruction = task.instruction if is_query else None
-        return model.encode(texts, tokenizer, is_query=is_query, instruction=instruction, batch_size=batch_size)
-
-    encoder = CallableEncoder(name, model.config.backbone_config.hidden_size, encode)
+    encoder = LaserEncoder(model, tokenizer, name, instruction=task.instruction)
     report, _ = evaluate_retrieval(encoder, task, k_values=(1, 5, 10), batch_size=batch_size, show_progress_bar=False)
     return report
 

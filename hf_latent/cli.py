@@ -207,23 +207,12 @@ def load_encoder(spec: str, instruction: str | None = None, num_latent_steps: in
     if kind == "laser":
         from transformers import AutoTokenizer
 
-        from .laser import LaserModel
+        from .laser import LaserEncoder, LaserModel
 
         model = LaserModel.from_pretrained(target).eval()
         tokenizer = AutoTokenizer.from_pretrained(target)
-
-        def encode(texts: list[str], is_query: bool = False):
-            return model.encode(
-                texts,
-                tokenizer,
-                is_query=is_query,
-                instruction=instruction if is_query else None,
-                batch_size=len(texts),
-                num_latent_steps=num_latent_steps,
-            )
-
         name = f"laser:{canonical_model_id(target)}" + (f":K{num_latent_steps}" if num_latent_steps else "")
-        return CallableEncoder(name, model.config.backbone_config.hidden_size, encode), None
+        return LaserEncoder(model, tokenizer, name, instruction, num_latent_steps), None
     if kind == "latentrag":
         from .latentrag import LatentRAGModel
 

@@ -18,6 +18,7 @@ from .data_laser import (
     standardize_laser_columns,
     validate_laser_dataset,
 )
+from .encoder_laser import LaserEncoder
 from .losses import LOSS_VARIANTS, LaserLoss
 from .modeling_laser import (
     LaserExplicitOutput,
@@ -50,6 +51,7 @@ __all__ = [
     "LOSS_VARIANTS",
     "LaserConfig",
     "LaserDataCollator",
+    "LaserEncoder",
     "LaserExplicitOutput",
     "LaserLoss",
     "LaserModel",
