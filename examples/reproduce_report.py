@@ -233,11 +233,21 @@ def _plot_latency_em(results: dict[str, dict], path: Path) -> bool:
     return True
 
 
+def _without_records(value):
+    """The results without per-question records (questions, gold answers and predictions stay in the stage folders,
+    so the summary that is kept in git holds no text from the data sets)."""
+    if isinstance(value, dict):
+        return {key: _without_records(item) for key, item in value.items() if key != "records"}
+    if isinstance(value, list):
+        return [_without_records(item) for item in value]
+    return value
+
+
 def build_report(results_dir: Path, stage_names: Sequence[str]) -> Path:
     """Rebuild `README.md`, `results.json` and the plots in `results_dir`; returns the README path."""
     results_dir.mkdir(parents=True, exist_ok=True)
     results = load_results(results_dir, stage_names)
-    (results_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (results_dir / "results.json").write_text(json.dumps(_without_records(results), indent=2, default=str) + "\n")
     laser_histories = {
         stage.removeprefix("laser_train_"): result.get("log_history", [])
         for stage, result in results.items()

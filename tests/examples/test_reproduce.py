@@ -92,3 +92,14 @@ def test_cards_are_written_for_evaluated_checkpoints(tmp_path):
     card = (model_dir / "README.md").read_text()
     assert "# laser-laser-smollm2-135m-hotpotqa500" in card and "value: 43.21" in card
     assert (model_dir / "training_curve.png").stat().st_size > 1000 and "training_curve.png" in card
+
+
+def test_summary_json_keeps_no_per_question_records(tmp_path):
+    row = {"system": "naive_rag", "exact_match": 0.0, "f1": 0.1, "retrieval_success_rate": 1.0, "mean_retrievals": 1.0,
+           "mean_forward_passes": 3.0, "mean_latency_ms": 10.0, "records": [{"question": "Who?", "answers": ["X"]}]}  # fmt: skip
+    _write(tmp_path, "latentrag_eval", {"results": [row], "metadata": {}})
+    reproduce.main(["--results-dir", str(tmp_path), "--summary-only"])
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert "records" not in summary["latentrag_eval"]["results"][0]
+    assert summary["latentrag_eval"]["results"][0]["f1"] == 0.1
+    assert "records" in json.loads((tmp_path / "latentrag_eval" / "result.json").read_text())["results"][0]
